@@ -1,0 +1,3 @@
+from avsc_core.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Entry point of the ``avsc`` console script.
+
+Exit codes follow the contract: 0 on success, 1 on a user error (one line on stderr naming
+the file and the reason; a traceback only with ``--debug``), 2 on usage errors (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from avsc_core import __version__
+from avsc_core.errors import AvscError
+
+# One module per command, in the order ``avsc --help`` lists them.
+COMMAND_MODULES = (
+    "avsc_core.cli.features",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avsc",
+        description="Audio-visual scene classification: tell what kind of place a video "
+        "was shot in from its sound and its pictures.",
+    )
+    parser.add_argument("--version", action="version", version=f"avsc {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks and debug logging"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except AvscError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"avsc {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"avsc {args.command}: interrupted", file=sys.stderr)
+        return 130

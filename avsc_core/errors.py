@@ -1,0 +1,40 @@
+"""Errors a user can act on.
+
+Anything derived from :class:`AvscError` is reported by the CLI and the GUI as a one-line
+message (exit code 1) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AvscError(Exception):
+    """Base class for errors caused by the user's input, not by a bug."""
+
+
+class MediaError(AvscError):
+    """A media file cannot be read, or lacks what was asked of it.
+
+    The message always names the file and the reason, e.g.
+    ``"clip.mp4: no audio track"``.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NoAudioError(MediaError):
+    """The file has no audio stream (it may still be valid for the visual branch)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "no audio track")
+
+
+class NoVideoError(MediaError):
+    """The file has no video stream (it may still be valid for the audio branch)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "no video stream")

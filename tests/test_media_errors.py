@@ -1,0 +1,72 @@
+"""Bad input gets a MediaError naming the file and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from avsc_core.errors import MediaError
+from avsc_core.media import iter_segments, probe, read_audio, sample_frames
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MediaError, match=r"nothere\.mp4: file not found"):
+        probe(tmp_path / "nothere.mp4")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty\.mp4: empty file"):
+        read_audio(path)
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(MediaError, match="is a folder"):
+        probe(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["noise.mp4", "noise.wav", "notes.mkv"])
+def test_random_bytes_are_not_media(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(MediaError, match=f"{name}: not a media file, or the file is corrupt"):
+        probe(path)
+
+
+def test_text_file_with_video_extension(tmp_path):
+    path = tmp_path / "readme.mp4"
+    path.write_text("this is not a video\n" * 100)
+    with pytest.raises(MediaError, match="readme.mp4"):
+        sample_frames(path)
+
+
+def test_truncated_mp4_without_its_index(make_media):
+    # PyAV writes the moov atom at the end: cutting the file loses it.
+    path = make_media("cut.mp4", seconds=2.0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="cut.mp4: truncated or incomplete file"):
+        probe(path)
+
+
+def test_truncated_mkv_keeps_what_decodes(make_media):
+    path = make_media("cut.mkv", seconds=4.0, fps=10)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    info = probe(path)
+    assert 1.0 < info.duration < 4.0
+    segments = list(iter_segments(path))
+    assert segments[0].audio.shape == (2, 320000)
+    assert segments[0].frames.shape == (20, 224, 224, 3)
+
+
+def test_zero_length_media(tmp_path):
+    import av
+
+    path = tmp_path / "nothing.mkv"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.close()
+    with pytest.raises(MediaError, match="nothing.mkv"):
+        probe(path)
