@@ -150,3 +150,38 @@ def make_media(tmp_path):
         return write_media(tmp_path / name, **kwargs)
 
     return make
+
+
+TINY_CLASSES = {
+    # class: (tone Hz, frame colour)
+    "park": (300.0, (20, 160, 40)),
+    "tram": (2400.0, (200, 40, 40)),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A ``folders`` dataset of two classes that differ in sound and look, 5 clips each."""
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    rng = np.random.default_rng(0)
+    for label, (hz, colour) in TINY_CLASSES.items():
+        for i in range(5):
+            jitter = rng.integers(-15, 15, 3)
+            write_media(
+                root / label / f"{label}-{i}.mp4", seconds=2.0, fps=4, size=(48, 32),
+                tone_hz=hz * (1 + 0.05 * rng.standard_normal()),
+                frame_colour=tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(colour, jitter)),
+            )
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny two-phase bundle trained once per test session (aud-mel + vis-inc)."""
+    from avsc_core.train import TrainConfig, train_model
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = TrainConfig.for_preset(
+        "tiny", phase1_epochs=2, phase2_epochs=3, backbones=("aud-mel", "vis-inc"), batch_size=8
+    )
+    return train_model(tiny_dataset, out, config)

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from avsc_core import __version__
 from avsc_core.errors import AvscError
+from avsc_core.progress import Cancelled
 
 # One module per command, in the order ``avsc --help`` lists them.
 COMMAND_MODULES = (
+    "avsc_core.cli.sample_data",
     "avsc_core.cli.features",
+    "avsc_core.cli.train",
+    "avsc_core.cli.evaluate",
+    "avsc_core.cli.info",
 )
 
 
@@ -42,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # TensorFlow's C++ start-up chatter is noise to a user; --debug keeps it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -53,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"avsc {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"avsc {args.command}: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Cancelled):
+        hint = " (finished work is saved: run again with --resume)" if args.command in (
+            "train", "label") else ""
+        print(f"avsc {args.command}: stopped{hint}", file=sys.stderr)
         return 130

@@ -70,7 +70,8 @@ class FeatureExtractor:
             magnitude = magnitude_spectrogram(audio, c)
             if "mel" in kinds:
                 weights = mel_filters(self.sample_rate, c.n_fft, c.n_bins, c.mel_fmin, c.mel_fmax)
-                out["mel"] = np.matmul(magnitude * magnitude, weights.T).swapaxes(-1, -2)
+                power = magnitude * magnitude
+                out["mel"] = np.stack([weights @ channel.T for channel in power])
             if "gam" in kinds:
                 weights = gammatone_filters(self.sample_rate, c.n_fft, c.n_bins, c.gam_fmin)
                 out["gam"] = np.matmul(magnitude, weights.T).swapaxes(-1, -2)

@@ -14,7 +14,8 @@ from avsc_core.features.extract import FeatureExtractor
 from avsc_core.media import MediaInfo, iter_segments, probe
 
 
-def _fingerprint(*configs: MediaConfig | FeatureConfig) -> str:
+def feature_fingerprint(*configs: MediaConfig | FeatureConfig) -> str:
+    """The cache fingerprint of arrays computed with these settings."""
     joined = "-".join(c.fingerprint() for c in configs)
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
@@ -43,7 +44,7 @@ def file_features(
     """
     media = media or MediaConfig()
     extractor = extractor or FeatureExtractor(features, media.sample_rate)
-    fingerprint = _fingerprint(media, extractor.config)
+    fingerprint = feature_fingerprint(media, extractor.config)
     result: dict[str, np.ndarray] = {}
     missing = list(kinds)
     if cache is not None:
@@ -86,4 +87,4 @@ def file_frames(
 
     if cache is None:
         return compute()
-    return cache.get_or_compute(path, "frames", _fingerprint(media), compute)
+    return cache.get_or_compute(path, "frames", feature_fingerprint(media), compute)

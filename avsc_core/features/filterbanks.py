@@ -5,20 +5,23 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import scipy.sparse
 
 
 @lru_cache(maxsize=8)
 def mel_filters(
     sample_rate: int, n_fft: int, n_bins: int, fmin: float, fmax: float | None
-) -> np.ndarray:
-    """librosa's Slaney-normalised mel filter bank, float32 ``(n_bins, 1 + n_fft // 2)``."""
+) -> scipy.sparse.csr_matrix:
+    """librosa's Slaney-normalised mel filter bank, float32 ``(n_bins, 1 + n_fft // 2)``.
+
+    Sparse: each triangle covers a few STFT bins, so 98% of the dense matrix is zeros.
+    """
     import librosa
 
     weights = librosa.filters.mel(
         sr=sample_rate, n_fft=n_fft, n_mels=n_bins, fmin=fmin, fmax=fmax, dtype=np.float32
     )
-    weights.flags.writeable = False
-    return weights
+    return scipy.sparse.csr_matrix(weights)
 
 
 @lru_cache(maxsize=8)

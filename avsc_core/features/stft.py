@@ -22,12 +22,9 @@ def analysis_window(n_fft: int, win_length: int) -> np.ndarray:
     return padded
 
 
-def frame_signal(audio: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """Overlapping frames as a strided view: ``(..., n_frames, n_fft)``."""
-    n_frames = 1 + (audio.shape[-1] - n_fft) // hop_length
-    if n_frames < 1:
-        raise ValueError(f"signal of {audio.shape[-1]} samples is shorter than n_fft={n_fft}")
-    return np.lib.stride_tricks.sliding_window_view(audio, n_fft, axis=-1)[
+def frame_signal(audio: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
+    """``n_frames`` overlapping frames as a strided view: ``(..., n_frames, frame_length)``."""
+    return np.lib.stride_tricks.sliding_window_view(audio, frame_length, axis=-1)[
         ..., : n_frames * hop_length : hop_length, :
     ]
 
@@ -36,14 +33,18 @@ def magnitude_spectrogram(audio: np.ndarray, config: FeatureConfig) -> np.ndarra
     """``|STFT|`` of ``audio`` (``(..., samples)``) as float32 ``(..., frames, 1 + n_fft // 2)``.
 
     Frames come first (the transpose of librosa's layout) so that applying a filter bank
-    is one contiguous matrix product.
+    is one contiguous matrix product. Only the window's non-zero span is transformed
+    (zero padded to ``n_fft``): a circular shift changes the phase, not the magnitude.
     """
     audio = np.asarray(audio, np.float32)
     if config.center:
         pad = [(0, 0)] * (audio.ndim - 1) + [(config.n_fft // 2, config.n_fft // 2)]
         audio = np.pad(audio, pad, mode="constant")
-    frames = frame_signal(audio, config.n_fft, config.hop_length)
-    spectrum = scipy.fft.rfft(
-        frames * analysis_window(config.n_fft, config.win_length), axis=-1, workers=-1
-    )
-    return np.abs(spectrum).astype(np.float32)
+    n_frames = config.n_frames(audio.shape[-1] - (config.n_fft if config.center else 0))
+    if n_frames < 1:
+        raise ValueError(f"{audio.shape[-1]} samples are fewer than n_fft={config.n_fft}")
+    left = (config.n_fft - config.win_length) // 2
+    window = analysis_window(config.n_fft, config.win_length)[left : left + config.win_length]
+    frames = frame_signal(audio[..., left:], config.win_length, config.hop_length, n_frames)
+    spectrum = scipy.fft.rfft(frames * window, n=config.n_fft, axis=-1)
+    return np.abs(spectrum).astype(np.float32, copy=False)

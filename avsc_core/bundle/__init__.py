@@ -1,0 +1,6 @@
+"""Model bundles: a folder with ``manifest.json`` and the ``.keras`` files it lists."""
+
+from avsc_core.bundle.manifest import MANIFEST, SCHEMA_VERSION, BundleError, read_manifest
+from avsc_core.bundle.model import Bundle, load_bundle
+
+__all__ = ["MANIFEST", "SCHEMA_VERSION", "Bundle", "BundleError", "load_bundle", "read_manifest"]

@@ -1,0 +1,109 @@
+"""The manifest of a model bundle, and its validation.
+
+A bundle is data, not code: the manifest is JSON, the networks are ``.keras`` files loaded
+in safe mode (no Python lambdas, nothing unpickled), and each file's SHA-256 is checked
+before loading, so a truncated copy or a swapped file is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from avsc_core.errors import AvscError
+
+MANIFEST = "manifest.json"
+FORMAT = "avsc-model"
+SCHEMA_VERSION = 1
+STRATEGIES = ("two-phase", "joint")
+
+
+class BundleError(AvscError):
+    """A model bundle is missing, incomplete, corrupt or of an unknown version."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(root: Path, path: Path) -> dict[str, str]:
+    """``{"file": relative path, "sha256": ...}`` for a file inside the bundle."""
+    return {"file": path.relative_to(root).as_posix(), "sha256": sha256(path)}
+
+
+def _require(data: dict, key: str, kind: type, where: Path) -> Any:
+    if key not in data:
+        raise BundleError(where, f"manifest has no '{key}'")
+    if not isinstance(data[key], kind):
+        raise BundleError(where, f"manifest '{key}' should be a {kind.__name__}")
+    return data[key]
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """Read and validate ``root/manifest.json`` (structure only, not the files)."""
+    root = Path(root)
+    if not root.exists():
+        raise BundleError(root, "model not found")
+    if not root.is_dir():
+        raise BundleError(root, "a model is a folder with a manifest.json, not a file")
+    path = root / MANIFEST
+    if not path.exists():
+        partial = (root / "training" / "state.json").exists()
+        reason = (
+            "training did not finish (resume it with 'avsc train ... --resume')"
+            if partial
+            else "not a model bundle (no manifest.json)"
+        )
+        raise BundleError(root, reason)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(path, f"unreadable manifest ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BundleError(path, "not an avsc model manifest")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise BundleError(
+            path, f"model format version {version} is not supported by this avsc "
+            f"(supports up to {SCHEMA_VERSION}); update avsc"
+        )
+    strategy = _require(data, "strategy", str, path)
+    if strategy not in STRATEGIES:
+        raise BundleError(path, f"unknown training strategy {strategy!r}")
+    classes = _require(data, "classes", list, path)
+    if not classes or not all(isinstance(c, str) and c for c in classes):
+        raise BundleError(path, "manifest 'classes' must be a non-empty list of names")
+    if len(set(classes)) != len(classes):
+        raise BundleError(path, "manifest 'classes' has duplicates")
+    _require(data, "media", dict, path)
+    _require(data, "features", dict, path)
+    backbones = _require(data, "backbones", list, path)
+    heads = _require(data, "heads", dict, path)
+    for entry in [*backbones, *heads.values()]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise BundleError(path, "every model entry needs a 'file'")
+        if not isinstance(entry.get("sha256"), str):
+            raise BundleError(path, f"{entry.get('file')}: no checksum in the manifest")
+        target = (root / entry["file"]).resolve()
+        if root.resolve() not in target.parents:
+            raise BundleError(path, f"{entry['file']}: points outside the bundle")
+    return data
+
+
+def verify_file(root: Path, entry: dict[str, str]) -> Path:
+    """The path of a listed file, after checking it exists and matches its checksum."""
+    path = root / entry["file"]
+    if not path.exists():
+        raise BundleError(root, f"{entry['file']} is missing")
+    if sha256(path) != entry["sha256"]:
+        raise BundleError(root, f"{entry['file']} is corrupt or was changed (checksum mismatch)")
+    return path

@@ -1,0 +1,85 @@
+"""Loading a bundle: validated manifest, settings, and its Keras models on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from avsc_core.bundle.manifest import BundleError, read_manifest, verify_file
+from avsc_core.config import FeatureConfig, MediaConfig
+
+
+@dataclass
+class Bundle:
+    """A trained model as stored on disk."""
+
+    root: Path
+    manifest: dict[str, Any]
+    _models: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def strategy(self) -> str:
+        return self.manifest["strategy"]
+
+    @cached_property
+    def media(self) -> MediaConfig:
+        return MediaConfig.from_dict(self.manifest["media"])
+
+    @cached_property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.manifest["features"])
+
+    @property
+    def backbone_names(self) -> list[str]:
+        return [b["name"] for b in self.manifest["backbones"]]
+
+    def backbone_entry(self, name: str) -> dict[str, Any]:
+        for entry in self.manifest["backbones"]:
+            if entry["name"] == name:
+                return entry
+        raise KeyError(name)
+
+    @property
+    def head_names(self) -> list[str]:
+        return list(self.manifest["heads"])
+
+    def _load(self, key: str, entry: dict[str, str]) -> Any:
+        if key not in self._models:
+            import keras
+
+            import avsc_core.models  # noqa: F401  (registers the custom layers)
+
+            path = verify_file(self.root, entry)
+            try:
+                self._models[key] = keras.saving.load_model(path, safe_mode=True, compile=False)
+            except Exception as exc:  # Keras raises many types for a bad file
+                raise BundleError(self.root, f"{entry['file']} cannot be loaded ({exc})") from exc
+        return self._models[key]
+
+    def backbone(self, name: str) -> Any:
+        return self._load(f"backbone/{name}", self.backbone_entry(name))
+
+    def head(self, name: str) -> Any:
+        if name not in self.manifest["heads"]:
+            raise KeyError(name)
+        return self._load(f"head/{name}", self.manifest["heads"][name])
+
+    def verify(self) -> None:
+        """Check every listed file against its checksum."""
+        for entry in [*self.manifest["backbones"], *self.manifest["heads"].values()]:
+            verify_file(self.root, entry)
+
+
+def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
+    """Open the bundle at ``root``; with ``verify``, check all checksums now."""
+    root = Path(root)
+    bundle = Bundle(root, read_manifest(root))
+    if verify:
+        bundle.verify()
+    return bundle

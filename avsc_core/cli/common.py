@@ -1,0 +1,57 @@
+"""Helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+from avsc_core.progress import Progress, TerminalProgress
+
+LAYOUTS = ("auto", "folders", "csv", "tau2021")
+
+
+def add_layout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto",
+                        help="dataset layout (default: detect it)")
+
+
+class _Printer(TerminalProgress):
+    """Bars for batches and epochs on a terminal; skipped files always reported."""
+
+    def __call__(self, event: Progress) -> None:
+        skipped = event.info.get("skipped")
+        if skipped:
+            for path, reason in skipped:
+                print(f"skipped {reason}", file=sys.stderr)
+        super().__call__(event)
+
+
+def progress_printer() -> _Printer:
+    return _Printer()
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the running job to stop cleanly; a second one aborts."""
+    flag = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag.set()
+        print("\nstopping after the current step (Ctrl-C again to abort)", file=sys.stderr)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag.is_set
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,57 @@
+"""``avsc evaluate --model MODEL DATA [--split test] [--json OUT.json] [--report DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure a model on a dataset",
+        description="Accuracy, log loss, per-class accuracy and confusion matrix of the "
+        "audio, visual and fused branches, per clip. On the model's own training data the "
+        "split recorded in the model is used, so 'test' holds only unseen clips.",
+    )
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("data", type=Path)
+    add_layout_argument(parser)
+    parser.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write confusion-matrix and training-curve images")
+    parser.set_defaults(func=run)
+
+
+def format_metrics(result: dict) -> str:
+    lines = [f"{result['n']} clips ({result['split']} split)",
+             f"{'branch':8} {'accuracy':>9} {'log loss':>9}"]
+    for branch, metrics in result["branches"].items():
+        if metrics is None:
+            lines.append(f"{branch:8} {'-':>9} {'-':>9}")
+        else:
+            lines.append(f"{branch:8} {metrics['accuracy']:9.3f} {metrics['log_loss']:9.3f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avsc_core.atomic import write_json
+    from avsc_core.evaluation.evaluate import evaluate_model
+
+    printer = progress_printer()
+    with cancel_on_interrupt() as cancelled:
+        result = evaluate_model(args.model, args.data, args.layout, args.split, printer, cancelled)
+    printer.close()
+    if args.json:
+        write_json(args.json, result)
+    if args.report:
+        from avsc_core.evaluation.report import write_report
+
+        write_report(args.report, result, args.model)
+    print(format_metrics(result))
+    for skipped in result["skipped"]:
+        print(f"skipped {skipped['file']}: {skipped['reason']}")
+    return 0

@@ -1,0 +1,80 @@
+"""``avsc info --model MODEL``: what a model bundle contains."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info", help="describe a model bundle",
+        description="Classes, backbones (with parameter counts), fusion, feature settings "
+        "and training metrics of a model bundle.",
+    )
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    parser.set_defaults(func=run)
+
+
+def _metric(metrics: dict | None, key: str) -> str:
+    if not metrics or metrics.get(key) is None:
+        return "-"
+    return f"{metrics[key]:.3f}"
+
+
+def describe(model: Path, brief: bool = False) -> str:
+    from avsc_core.bundle import read_manifest
+
+    m = read_manifest(model)
+    training = m.get("training", {})
+    lines = [
+        f"model      {model}",
+        f"strategy   {m['strategy']} (preset {m.get('preset')}, fusion {m.get('fusion')}, "
+        f"embedding type {m.get('embedding_type')})",
+        f"classes    {', '.join(m['classes'])}",
+    ]
+    if not brief:
+        lines.append("backbones")
+        for b in m["backbones"]:
+            lines.append(
+                f"  {b['name']:9} {b['modality']:7} {b['feature']:7} "
+                f"{b.get('trainable_params', b.get('params', 0)):>12,} trainable parameters"
+            )
+        lines.append("heads      " + ", ".join(
+            f"{name} ({' + '.join(h['inputs'])})" for name, h in m["heads"].items()))
+        f = m["features"]
+        media = m["media"]
+        lines.append(
+            f"audio      {media['sample_rate']} Hz, {media['segment_seconds']:g}-s segments; "
+            f"{f['n_bins']} bins, n_fft {f['n_fft']}, window {f['win_length']}, "
+            f"hop {f['hop_length']}, deltas {'on' if f['deltas'] else 'off'}"
+        )
+        lines.append(
+            f"video      {media['frames_per_second']:g} frames/s at "
+            f"{media['frame_size']}x{media['frame_size']}"
+        )
+        lines.append(
+            f"training   {training.get('phase1_epochs')} + {training.get('phase2_epochs')} "
+            f"epochs, batch {training.get('batch_size')}, mixup alpha "
+            f"{training.get('mixup_alpha')}, seed {training.get('seed')}"
+        )
+    for split, entry in m.get("metrics", {}).items():
+        branches = entry.get("branches", {})
+        parts = [
+            f"{b} {_metric(branches.get(b), 'accuracy')} acc / {_metric(branches.get(b), 'log_loss')} loss"
+            for b in ("audio", "visual", "fused")
+        ]
+        lines.append(f"{split:10} n={entry.get('n', 0)}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avsc_core.bundle import read_manifest
+
+    if args.json:
+        print(json.dumps(read_manifest(args.model), indent=2))
+    else:
+        print(describe(args.model))
+    return 0

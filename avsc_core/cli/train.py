@@ -1,0 +1,94 @@
+"""``avsc train DATA --out MODEL ...``: train a model bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
+from avsc_core.train.settings import FUSIONS, STRATEGIES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model bundle on a dataset",
+        description="Train Pham et al.'s two-phase system (five backbones, then a fusion "
+        "layer) on DATA and write a model bundle (a folder) at MODEL.",
+    )
+    parser.add_argument("data", type=Path, help="dataset root, CSV file or TAU 2021 folder")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL")
+    add_layout_argument(parser)
+    parser.add_argument("--preset", choices=("tiny", "paper"), default="paper",
+                        help="network sizes (default: %(default)s; tiny is for tests and demos)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="two-phase")
+    parser.add_argument("--fusion", choices=FUSIONS, default="f4",
+                        help="Phase II fusion (default: %(default)s, the paper's best)")
+    parser.add_argument("--backbones", help="comma-separated subset of aud-mel,aud-gam,"
+                        "aud-cqt,vis-inc,vis-conv (default: all five)")
+    parser.add_argument("--epochs", type=int, help="epochs of both phases")
+    parser.add_argument("--phase1-epochs", type=int)
+    parser.add_argument("--phase2-epochs", type=int)
+    parser.add_argument("--phase", choices=("1", "2", "all"), default="all",
+                        help="run only Phase I or Phase II (Phase II resumes a Phase I run)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--visual-weights", default=None, metavar="imagenet|none|PATH",
+                        help="initial weights of the visual backbones (default: imagenet; "
+                        "the tiny preset always starts from scratch)")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes decoding and computing features (default: 1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run at MODEL from its last checkpoint")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avsc_core.errors import AvscError
+    from avsc_core.train import TrainConfig, train_model
+
+    if args.epochs is not None and (args.phase1_epochs or args.phase2_epochs):
+        raise AvscError("give either --epochs or --phase1-epochs/--phase2-epochs")
+    overrides = {
+        "strategy": args.strategy,
+        "fusion": args.fusion,
+        "phase1_epochs": args.phase1_epochs if args.epochs is None else args.epochs,
+        "phase2_epochs": args.phase2_epochs if args.epochs is None else args.epochs,
+        "batch_size": args.batch_size,
+        "visual_weights": args.visual_weights,
+        "seed": args.seed,
+    }
+    if args.backbones:
+        overrides["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
+    if args.visual_weights not in (None, "imagenet", "none"):
+        weights = Path(args.visual_weights)
+        if not weights.is_file():
+            raise AvscError(f"{weights}: visual weights file not found")
+        overrides["visual_weights"] = str(weights.resolve())
+    try:
+        config = TrainConfig.for_preset(args.preset, **overrides)
+    except ValueError as exc:
+        raise AvscError(str(exc)) from exc
+    phases = ("1", "2") if args.phase == "all" else (args.phase,)
+    if args.phase == "2" and not args.resume:
+        raise AvscError("--phase 2 continues a Phase I run: add --resume")
+    printer = progress_printer()
+    with cancel_on_interrupt() as cancelled:
+        out = train_model(
+            args.data, args.out, config, layout=args.layout,
+            val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+            resume=args.resume, phases=phases, jobs=args.jobs,
+            progress=printer, cancel=cancelled,
+        )
+    printer.close()
+    from avsc_core.cli.info import describe
+
+    if (out / "manifest.json").exists():
+        print(describe(out, brief=True))
+    else:
+        print(f"Phase I finished: {out} (run again with --phase 2 --resume)")
+    sys.stdout.flush()
+    return 0

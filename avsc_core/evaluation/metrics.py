@@ -1,0 +1,49 @@
+"""Classification metrics, as the DCASE challenge computes them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+EPS = 1e-15
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Multi-class log loss: mean of ``-log p[true class]``, probabilities clipped to 1e-15."""
+    p = np.clip(probs[np.arange(len(labels)), labels], EPS, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts; rows are true classes, columns predicted classes."""
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def branch_metrics(
+    labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+) -> dict[str, object]:
+    """The contract's metrics object for one branch.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``log_loss``, ``per_class_accuracy`` (class -> accuracy, ``None``
+        for a class with no clips), ``confusion`` (list of lists, rows true classes).
+    """
+    labels = np.asarray(labels, int)
+    probs = np.asarray(probs, np.float64)
+    predicted = probs.argmax(axis=1)
+    matrix = confusion(labels, predicted, len(classes))
+    totals = matrix.sum(axis=1)
+    per_class = {
+        c: (float(matrix[i, i] / totals[i]) if totals[i] else None) for i, c in enumerate(classes)
+    }
+    return {
+        "accuracy": float(np.mean(predicted == labels)) if len(labels) else None,
+        "log_loss": log_loss(labels, probs) if len(labels) else None,
+        "per_class_accuracy": per_class,
+        "confusion": matrix.tolist(),
+    }

@@ -1,0 +1,70 @@
+"""Evaluation report images: a confusion matrix per branch and the training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avsc_core.atomic import atomic_write
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+
+
+def write_report(directory: str | Path, result: dict[str, Any], model: str | Path) -> list[Path]:
+    """Write ``confusion-<branch>.png`` and ``training-curves.png`` into ``directory``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from avsc_core.bundle import read_manifest
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    classes = result["classes"]
+    for branch, metrics in result["branches"].items():
+        if metrics is None:
+            continue
+        matrix = np.array(metrics["confusion"])
+        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{branch}: accuracy {metrics['accuracy']:.3f}, log loss {metrics['log_loss']:.3f}")
+        fig.tight_layout()
+        path = directory / f"confusion-{branch}.png"
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+
+    history = read_manifest(model).get("history", {})
+    curves = {k: v for k, v in history.items() if v}
+    if curves:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        for name, epochs in curves.items():
+            x = [e["epoch"] for e in epochs]
+            for ax, metric in zip(axes, ("loss", "accuracy")):
+                key = f"val_{metric}" if f"val_{metric}" in epochs[0] else metric
+                ax.plot(x, [e[key] for e in epochs], marker="o", ms=3, label=name)
+        for ax, metric in zip(axes, ("validation loss", "validation accuracy")):
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        path = directory / "training-curves.png"
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Running trained models: backbones, fusion heads, and whole files."""

@@ -1,0 +1,214 @@
+"""ImageNet weights of the visual backbones: where they are cached and how they get there.
+
+Keras applications download their weights into ``~/.keras/models`` with no time limit. avsc
+keeps its own copy in ``platformdirs.user_cache_dir("avsc")/keras`` (override with the
+``AVSC_WEIGHTS_DIR`` environment variable), downloads with a timeout, checks the file hash
+published by Keras, and hands the application a local path, so building a model offline
+either finds the file at once or fails at once with a message saying where to put it.
+
+Lookup order for ``weights="imagenet"``:
+
+1. our cache, under Keras's file name (what :func:`visual_weights_path` returns);
+2. our cache, ``<stem>.weights.h5`` (written by :func:`import_visual_weights` from a Keras 3
+   weights file);
+3. Keras's own cache, ``$KERAS_HOME/models`` (default ``~/.keras/models``), in case an
+   earlier Keras session downloaded it;
+4. a download into our cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import platformdirs
+
+from avsc_core.atomic import atomic_write
+from avsc_core.errors import AvscError
+
+WEIGHTS_DIR_ENV = "AVSC_WEIGHTS_DIR"
+CONNECT_TIMEOUT_S = 10.0
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class ImagenetWeights:
+    """One published no-top ImageNet weights file (values from ``keras.applications``)."""
+
+    arch: str
+    filename: str
+    url: str
+    file_hash: str  # md5 (32 hex digits) or sha256 (64), as Keras publishes them
+
+    @property
+    def imported_filename(self) -> str:
+        return f"{Path(self.filename).stem}.weights.h5"
+
+
+IMAGENET_WEIGHTS: dict[str, ImagenetWeights] = {
+    "vis-inc": ImagenetWeights(
+        arch="inception_v3",
+        filename="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        url=_KERAS_URL + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        file_hash="bcbd6486424b2319ff4ef7d526e38f63",
+    ),
+    "vis-conv": ImagenetWeights(
+        arch="convnext_tiny",
+        filename="convnext_tiny_notop.h5",
+        url=_KERAS_URL + "convnext/convnext_tiny_notop.h5",
+        file_hash="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+    ),
+}
+
+
+def weights_cache_dir() -> Path:
+    """Folder of avsc's pretrained-weights cache (``$AVSC_WEIGHTS_DIR`` if set)."""
+    override = os.environ.get(WEIGHTS_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_cache_dir("avsc")) / "keras"
+
+
+def _spec(name: str) -> ImagenetWeights:
+    try:
+        return IMAGENET_WEIGHTS[name]
+    except KeyError:
+        raise ValueError(
+            f"no ImageNet weights for {name!r}; known: {', '.join(IMAGENET_WEIGHTS)}"
+        ) from None
+
+
+def visual_weights_path(name: str) -> Path:
+    """Where the ImageNet weights file of visual backbone ``name`` belongs in the cache.
+
+    Parameters
+    ----------
+    name : str
+        ``"vis-inc"`` or ``"vis-conv"``.
+    """
+    return weights_cache_dir() / _spec(name).filename
+
+
+def _keras_cache_path(spec: ImagenetWeights) -> Path:
+    # Same rule as keras.src.backend.config: $KERAS_HOME, else ~/.keras.
+    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return Path(home).expanduser() / "models" / spec.filename
+
+
+def _urlopen(url: str, timeout: float) -> IO[bytes]:
+    """Open ``url``, giving up after ``timeout`` seconds even while DNS is stuck.
+
+    ``urlopen``'s own timeout covers the socket, not name resolution, so the call runs in a
+    daemon thread that is abandoned when the deadline passes.
+    """
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["response"] = urllib.request.urlopen(url, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="avsc-weights-download", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "response" in result:
+        return result["response"]  # type: ignore[return-value]
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    raise TimeoutError(f"no answer within {timeout:.0f} s")
+
+
+def _download(spec: ImagenetWeights, target: Path) -> None:
+    """Download ``spec`` into ``target`` atomically, checking its hash."""
+    digest = hashlib.md5() if len(spec.file_hash) == 32 else hashlib.sha256()
+    with _urlopen(spec.url, CONNECT_TIMEOUT_S) as response, atomic_write(target, "wb") as out:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != spec.file_hash:
+            # Raising inside atomic_write leaves no partial file behind.
+            raise ValueError(f"downloaded file has hash {digest.hexdigest()}, not {spec.file_hash}")
+
+
+def _missing_message(name: str, spec: ImagenetWeights, reason: str) -> str:
+    return (
+        f"ImageNet weights for {name} ({spec.arch}) are not available: "
+        f"{visual_weights_path(name)} is missing and downloading {spec.url} failed ({reason}). "
+        f"Download that file on a connected machine and copy it to {visual_weights_path(name)}, "
+        "or pass --visual-weights PATH with a backbone weights file, "
+        "or --visual-weights none to start from random weights"
+    )
+
+
+def resolve_imagenet_weights(name: str) -> Path:
+    """Local path of the ImageNet weights of ``name``, downloading them if needed.
+
+    Raises
+    ------
+    AvscError
+        When the file is in no cache and cannot be downloaded (offline, timeout, bad hash).
+        The message names the missing file, its URL and the alternatives.
+    """
+    spec = _spec(name)
+    cache = weights_cache_dir()
+    for candidate in (
+        cache / spec.filename,
+        cache / spec.imported_filename,
+        _keras_cache_path(spec),
+    ):
+        if candidate.is_file():
+            return candidate
+    target = cache / spec.filename
+    try:
+        _download(spec, target)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise AvscError(_missing_message(name, spec, str(exc) or type(exc).__name__)) from exc
+    return target
+
+
+def import_visual_weights(name: str, src_path: str | Path) -> Path:
+    """Copy a user-provided backbone weights file into the cache, after checking it loads.
+
+    Parameters
+    ----------
+    name : str
+        ``"vis-inc"`` or ``"vis-conv"``.
+    src_path : str or Path
+        Weights of the headless backbone (``include_top=False``): Keras's legacy ``.h5``
+        (as published for ``keras.applications``) or a Keras 3 ``.weights.h5``.
+
+    Returns
+    -------
+    Path
+        The cached copy, found from now on by ``weights="imagenet"``.
+
+    Raises
+    ------
+    AvscError
+        When the file is missing or does not fit the backbone.
+    """
+    from avsc_core.models.visual import build_application
+
+    spec = _spec(name)
+    src = Path(src_path)
+    if not src.is_file():
+        raise AvscError(f"{src}: no such weights file")
+    build_application(spec.arch, (224, 224, 3), weights=src)  # raises AvscError if unfit
+    filename = spec.imported_filename if src.name.endswith(".weights.h5") else spec.filename
+    target = weights_cache_dir() / filename
+    with src.open("rb") as source, atomic_write(target, "wb") as out:
+        shutil.copyfileobj(source, out)
+    # Only one of the two cached forms may exist, or the lookup order would hide the new one.
+    other = weights_cache_dir() / (
+        spec.filename if filename == spec.imported_filename else spec.imported_filename
+    )
+    other.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,111 @@
+"""A Keras callback that reports progress, honours cancel and checkpoints every epoch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from avsc_core.progress import Progress, ProgressCallback
+from avsc_core.train.state import StepState, TrainState
+
+
+def score(logs: dict[str, float]) -> list[float]:
+    """Model selection key: higher validation accuracy, then lower validation loss."""
+    accuracy = logs.get("val_accuracy", logs.get("accuracy", 0.0))
+    loss = logs.get("val_loss", logs.get("loss", float("inf")))
+    return [float(accuracy), -float(loss)]
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """Progress events, a cancel flag polled every batch, and a checkpoint per epoch.
+
+    After each completed epoch the model (with its optimizer state) is saved to
+    ``last_path``, the weights of the best epoch so far to ``best_path``, and the journal
+    is updated. An epoch interrupted by cancel is not recorded, so a resume repeats it.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        epochs: int,
+        steps_per_epoch: int | None,
+        state: TrainState,
+        step: StepState,
+        last_path: Path,
+        best_path: Path,
+        progress: ProgressCallback | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
+        super().__init__()
+        self.stage = stage
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.state = state
+        self.step = step
+        self.last_path = last_path
+        self.best_path = best_path
+        self.progress = progress
+        self.cancel = cancel
+        self.cancelled = False
+        self._epoch_start = 0.0
+        self._last_report = 0.0
+        self._run_start = time.monotonic()
+        self._first_epoch = step.epochs_done
+
+    def _emit(self, done: int, info: dict) -> None:
+        if self.progress:
+            self.progress(Progress(self.stage, done, self.epochs, info))
+
+    def _eta(self, epoch: int, fraction: float) -> float | None:
+        elapsed = time.monotonic() - self._run_start
+        finished = (epoch - self._first_epoch) + fraction
+        if finished <= 0:
+            return None
+        return elapsed / finished * (self.epochs - epoch - fraction)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.monotonic()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.cancel and self.cancel():
+            self.cancelled = True
+            self.model.stop_training = True
+            return
+        now = time.monotonic()
+        if self.progress and now - self._last_report > 0.25:
+            self._last_report = now
+            fraction = (batch + 1) / self.steps_per_epoch if self.steps_per_epoch else 0.0
+            self._emit(
+                self._epoch,
+                {
+                    "event": "batch",
+                    "epoch": self._epoch + 1,
+                    "batch": batch + 1,
+                    "batches": self.steps_per_epoch,
+                    "metrics": {k: float(v) for k, v in (logs or {}).items()},
+                    "eta": self._eta(self._epoch, min(fraction, 1.0)),
+                },
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.cancelled:
+            return
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.model.save(self.last_path)
+        current = score(logs)
+        if self.step.best_score is None or current > self.step.best_score:
+            self.step.best_score = current
+            self.step.best_epoch = epoch
+            self.model.save_weights(self.best_path)
+        self.step.epochs_done = epoch + 1
+        self.step.history.append({"epoch": epoch + 1, **logs, "seconds": time.monotonic() - self._epoch_start})
+        self.state.save()
+        self._emit(
+            epoch + 1,
+            {"event": "epoch", "epoch": epoch + 1, "metrics": logs, "eta": self._eta(epoch, 1.0),
+             "best_epoch": self.step.best_epoch + 1},
+        )

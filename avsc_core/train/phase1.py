@@ -1,0 +1,132 @@
+"""Phase I: each backbone trained on its own (Pham et al. 2023).
+
+Audio backbones learn from segment spectrograms, visual backbones from single frames
+carrying their clip's label; both with mixup, the KL-divergence loss (+ L2 on the
+kernels), Adam, validation every epoch, a checkpoint every epoch and the best epoch's
+weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
+from avsc_core.models import build_backbone, scene_loss
+from avsc_core.models.presets import backbone_spec
+from avsc_core.progress import Cancelled, ProgressCallback
+from avsc_core.train.monitor import TrainingMonitor
+from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
+from avsc_core.train.prepare import PreparedClip
+from avsc_core.train.settings import TrainConfig
+from avsc_core.train.state import TrainState
+
+
+def backbone_seed(seed: int, name: str) -> int:
+    """A per-backbone seed, stable across runs and Python processes."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
+
+
+def visual_weights_argument(config: TrainConfig) -> str | Path | None:
+    if config.preset == "tiny" or config.visual_weights == "none":
+        return None
+    if config.visual_weights == "imagenet":
+        return "imagenet"
+    return Path(config.visual_weights)
+
+
+def backbone_items(
+    name: str, clips: Sequence[PreparedClip], classes: Sequence[str], media: MediaConfig
+) -> list:
+    spec = backbone_spec(name)
+    if spec.feature == "frames":
+        return frame_items(clips, classes, media.frames_per_segment)
+    return spectrogram_items(clips, spec.feature, classes)
+
+
+def compile_backbone(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=scene_loss(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+
+
+def train_backbone(
+    name: str,
+    train: Sequence[PreparedClip],
+    val: Sequence[PreparedClip],
+    classes: Sequence[str],
+    config: TrainConfig,
+    media: MediaConfig,
+    features: FeatureConfig,
+    workdir: Path,
+    state: TrainState,
+    distribution: tf.distribute.Strategy,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Train backbone ``name`` (or resume it) and return its final ``.keras`` file."""
+    step = state.step(f"phase1/{name}")
+    final = workdir / "backbones" / f"{name}.keras"
+    if step.finished and final.exists():
+        return final
+    checkpoints = workdir / "training" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    last = checkpoints / f"{name}.last.keras"
+    best = checkpoints / f"{name}.best.weights.h5"
+
+    spec = backbone_spec(name)
+    train_items = backbone_items(name, train, classes, media)
+    val_items = backbone_items(name, val, classes, media)
+    if not train_items:
+        raise ValueError(f"{name}: no training clip has the {spec.modality} it needs")
+    learning_rate = config.visual_lr if spec.modality == "visual" else config.audio_lr
+    seed = backbone_seed(config.seed, name)
+    keras.utils.set_random_seed(seed)
+    with distribution.scope():
+        if step.epochs_done > 0 and last.exists():
+            model = keras.saving.load_model(last, safe_mode=True)
+        else:
+            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
+            input_shape = None if spec.feature == "frames" else feature_shape(media, features)
+            model = build_backbone(
+                name, config.preset, len(classes), input_shape, visual_weights_argument(config)
+            )
+            compile_backbone(model, learning_rate)
+
+    counter = [step.epochs_done]
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    train_ds = item_dataset(
+        train_items, len(classes), batch, True, seed, config.mixup_alpha, counter
+    )
+    val_ds = (
+        item_dataset(val_items, len(classes), batch, False, seed) if val_items else None
+    )
+    monitor = TrainingMonitor(
+        f"phase1:{name}", config.phase1_epochs, math.ceil(len(train_items) / batch),
+        state, step, last, best, progress, cancel,
+    )
+    if step.epochs_done < config.phase1_epochs:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.phase1_epochs,
+            initial_epoch=step.epochs_done,
+            callbacks=[monitor],
+            verbose=0,
+        )
+        if monitor.cancelled:
+            raise Cancelled()
+    if best.exists():
+        model.load_weights(best)
+    model.save(final)
+    step.finished = True
+    state.save()
+    return final

@@ -1,0 +1,203 @@
+"""Phase II: the backbones frozen, fusion heads trained on their embeddings.
+
+Embeddings of every segment are computed once with the trained backbones (type 1: the
+FC(1024) outputs, type 2: the FC(10) outputs; visual ones averaged over a segment's
+frames) and kept in ``training/embeddings.npz``. Three heads are trained on them with
+mixup: ``audio`` (the audio backbones only), ``visual`` and ``fused`` (all five), so
+per-branch and fused answers all come from trained heads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from avsc_core.atomic import atomic_write
+from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
+from avsc_core.models import build_fusion_head, scene_loss
+from avsc_core.models.presets import backbone_spec, modality_of
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.train.monitor import TrainingMonitor
+from avsc_core.train.phase1 import backbone_seed
+from avsc_core.train.pipeline import array_dataset
+from avsc_core.train.prepare import PreparedClip
+from avsc_core.train.settings import TrainConfig
+from avsc_core.train.state import TrainState
+
+HEADS = ("audio", "visual", "fused")
+
+
+def head_inputs(head: str, backbones: Sequence[str]) -> list[str]:
+    """The backbones a head fuses: one modality's, or all for ``fused``.
+
+    A model with backbones of one modality only has no ``fused`` head (an empty list):
+    its single-branch head already answers for it.
+    """
+    if head == "fused":
+        modalities = {modality_of(b) for b in backbones}
+        return list(backbones) if modalities == {"audio", "visual"} else []
+    return [b for b in backbones if modality_of(b) == head]
+
+
+@dataclass
+class Embeddings:
+    """Per-segment embeddings of every prepared clip.
+
+    ``clip_index[r]`` is the clip of row ``r``; ``values[name][kind]`` is ``(rows, d)``
+    with NaN rows where the clip lacks that backbone's modality.
+    """
+
+    clip_index: np.ndarray
+    values: dict[str, dict[int, np.ndarray]]
+
+    def available(self, names: Sequence[str]) -> np.ndarray:
+        mask = np.ones(len(self.clip_index), bool)
+        for name in names:
+            mask &= ~np.isnan(self.values[name][1][:, 0])
+        return mask
+
+    def save(self, path: Path) -> None:
+        arrays = {"clip_index": self.clip_index}
+        for name, kinds in self.values.items():
+            for kind, value in kinds.items():
+                arrays[f"{name}/{kind}"] = value
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    def backbones(self) -> list[str]:
+        """Backbones with embeddings for at least one clip."""
+        return [name for name, kinds in self.values.items() if kinds]
+
+    @classmethod
+    def load(cls, path: Path) -> Embeddings:
+        with np.load(path, allow_pickle=False) as data:
+            values: dict[str, dict[int, np.ndarray]] = {}
+            for key in data.files:
+                if key != "clip_index":
+                    name, kind = key.split("/")
+                    values.setdefault(name, {})[int(kind)] = data[key]
+            return cls(data["clip_index"], values)
+
+
+def compute_embeddings(
+    backbone_files: dict[str, Path],
+    clips: Sequence[PreparedClip],
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Embeddings:
+    """Run each frozen backbone over every segment of ``clips``."""
+    clip_index = np.concatenate([np.full(c.segments, i) for i, c in enumerate(clips)])
+    starts = np.concatenate([[0], np.cumsum([c.segments for c in clips])])
+    values: dict[str, dict[int, np.ndarray]] = {}
+    total = len(backbone_files) * len(clips)
+    done = 0
+    for name, path in backbone_files.items():
+        runner = backbone_runner(keras.saving.load_model(path, safe_mode=True))
+        feature = backbone_spec(name).feature
+        rows: dict[int, np.ndarray] = {}
+        for i, clip in enumerate(clips):
+            if cancel and cancel():
+                raise Cancelled()
+            source = clip.frames if feature == "frames" else clip.features.get(feature)
+            if source is not None:
+                data = np.load(source, mmap_mode="r")[: clip.segments]
+                out = (
+                    run_visual_backbone(runner, data)
+                    if feature == "frames"
+                    else run_audio_backbone(runner, data)
+                )
+                for kind, key in ((1, "emb1"), (2, "emb2")):
+                    if kind not in rows:
+                        rows[kind] = np.full((len(clip_index), out[key].shape[1]), np.nan, np.float32)
+                    rows[kind][starts[i] : starts[i + 1]] = out[key]
+            done += 1
+            if progress:
+                progress(Progress("phase2:embeddings", done, total, {"backbone": name}))
+        values[name] = rows
+    return Embeddings(clip_index, values)
+
+
+def train_head(
+    head: str,
+    inputs: Sequence[str],
+    embeddings: Embeddings,
+    clips: Sequence[PreparedClip],
+    classes: Sequence[str],
+    config: TrainConfig,
+    workdir: Path,
+    state: TrainState,
+    distribution: tf.distribute.Strategy,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path | None:
+    """Train (or resume) fusion head ``head`` on the embeddings of ``inputs``.
+
+    Returns ``None`` when no training clip has all of them.
+    """
+    inputs = list(inputs)
+    step = state.step(f"phase2:{head}")
+    final = workdir / "heads" / f"{head}.keras"
+    if step.finished and final.exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    checkpoints = workdir / "training" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    last = checkpoints / f"head-{head}.last.keras"
+    best = checkpoints / f"head-{head}.best.weights.h5"
+
+    kind = config.embedding_type
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels = np.array([lookup[clips[i].clip.label] for i in embeddings.clip_index])
+    splits = np.array([clips[i].clip.split for i in embeddings.clip_index])
+    usable = embeddings.available(inputs)
+
+    def subset(split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        mask = usable & (splits == split)
+        return {n: embeddings.values[n][kind][mask] for n in inputs}, labels[mask]
+
+    x_train, y_train = subset("train")
+    x_val, y_val = subset("val")
+    if not len(y_train):
+        return None
+    seed = backbone_seed(config.seed, f"head-{head}")
+    keras.utils.set_random_seed(seed)
+    with distribution.scope():
+        if step.epochs_done > 0 and last.exists():
+            model = keras.saving.load_model(last, safe_mode=True)
+        else:
+            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
+            dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
+            model = build_fusion_head(config.fusion, dims, inputs, len(classes))
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.fusion_lr),
+                loss=scene_loss(),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            )
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    train_ds = array_dataset(
+        x_train, y_train, len(classes), batch, True, seed + step.epochs_done, config.mixup_alpha
+    )
+    val_ds = array_dataset(x_val, y_val, len(classes), batch, False, seed) if len(y_val) else None
+    monitor = TrainingMonitor(
+        f"phase2:{head}", config.phase2_epochs, math.ceil(len(y_train) / batch),
+        state, step, last, best, progress, cancel,
+    )
+    if step.epochs_done < config.phase2_epochs:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=config.phase2_epochs,
+            initial_epoch=step.epochs_done, callbacks=[monitor], verbose=0,
+        )
+        if monitor.cancelled:
+            raise Cancelled()
+    if best.exists():
+        model.load_weights(best)
+    model.save(final)
+    step.finished = True
+    state.save()
+    return final

@@ -1,0 +1,161 @@
+"""``tf.data`` input pipelines reading the cached arrays through memory maps.
+
+An item is one training sample: a segment's spectrogram (audio backbones), one sampled
+frame (visual backbones; a frame carries its clip's label) or a segment's embeddings
+(fusion heads). Items are shuffled in Python with a seed that depends on the epoch, so a
+resumed run sees the same order it would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from avsc_core.train.prepare import PreparedClip
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sample: array file, index within it, label index."""
+
+    path: Path
+    index: tuple[int, ...]
+    label: int
+
+
+def spectrogram_items(
+    clips: Sequence[PreparedClip], kind: str, classes: Sequence[str]
+) -> list[Item]:
+    lookup = {c: i for i, c in enumerate(classes)}
+    return [
+        Item(c.features[kind], (s,), lookup[c.clip.label])
+        for c in clips
+        if kind in c.features
+        for s in range(c.segments)
+    ]
+
+
+def frame_items(
+    clips: Sequence[PreparedClip], classes: Sequence[str], frames_per_segment: int
+) -> list[Item]:
+    lookup = {c: i for i, c in enumerate(classes)}
+    return [
+        Item(c.frames, (s, f), lookup[c.clip.label])
+        for c in clips
+        if c.frames is not None
+        for s in range(c.segments)
+        for f in range(frames_per_segment)
+    ]
+
+
+@lru_cache(maxsize=256)
+def _open(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+def mixup(
+    x: tf.Tensor | dict, y: tf.Tensor, alpha: float, seed: tf.Tensor
+) -> tuple[tf.Tensor | dict, tf.Tensor]:
+    """Mix each sample with another of the batch: ``lam * a + (1 - lam) * b``.
+
+    ``lam ~ Beta(alpha, alpha)`` per sample; labels mix with the same weights, so they
+    become soft and the loss is the KL divergence. ``x`` may be a dict of tensors (fusion
+    embeddings), mixed with the same weights and partners.
+    """
+    batch = tf.shape(y)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    g1 = tf.random.stateless_gamma([batch], seeds[0], alpha=alpha)
+    g2 = tf.random.stateless_gamma([batch], seeds[1], alpha=alpha)
+    lam = g1 / (g1 + g2 + 1e-12)
+    partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
+
+    def mix(t: tf.Tensor) -> tf.Tensor:
+        t = tf.cast(t, tf.float32)
+        shape = tf.concat([[batch], tf.ones(tf.rank(t) - 1, tf.int32)], 0)
+        weight = tf.reshape(lam, shape)
+        return weight * t + (1.0 - weight) * tf.gather(t, partner)
+
+    mixed = {k: mix(v) for k, v in x.items()} if isinstance(x, dict) else mix(x)
+    return mixed, mix(y)
+
+
+def item_dataset(
+    items: Sequence[Item],
+    n_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    mixup_alpha: float = 0.0,
+    epoch_counter: list[int] | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(x, one_hot(y))`` from cached arrays.
+
+    Parameters
+    ----------
+    epoch_counter : list of one int, optional
+        The epoch whose shuffling order to use next; incremented after every pass (pass
+        ``[initial_epoch]`` when resuming).
+    """
+    if not items:
+        raise ValueError("no training samples")
+    counter = epoch_counter if epoch_counter is not None else [0]
+    first = _open(items[0].path)[items[0].index]
+    sample_shape, dtype = first.shape, first.dtype
+
+    def generate() -> Iterator[tuple[np.ndarray, int]]:
+        order = np.arange(len(items))
+        if shuffle:
+            np.random.default_rng([seed, counter[0]]).shuffle(order)
+            counter[0] += 1
+        for i in order:
+            item = items[i]
+            x = np.asarray(_open(item.path)[item.index])
+            yield (transform(x) if transform else x), item.label
+
+    signature = (
+        tf.TensorSpec(sample_shape, tf.as_dtype(dtype)),
+        tf.TensorSpec((), tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
+    ds = ds.batch(batch_size)
+    if mixup_alpha > 0:
+        ds = _with_mixup(ds, mixup_alpha, seed, counter)
+    return ds.prefetch(2)
+
+
+def _with_mixup(ds: tf.data.Dataset, alpha: float, seed: int, counter: list[int]) -> tf.data.Dataset:
+    def mix(i: tf.Tensor, batch: tuple) -> tuple:
+        # The epoch and the batch index give each batch its own, reproducible seed.
+        epoch = tf.py_function(lambda: counter[0], [], tf.int64)
+        key = tf.stack([tf.cast(seed, tf.int64) * 100003 + epoch, i])
+        return mixup(batch[0], batch[1], alpha, key)
+
+    return ds.enumerate().map(mix)
+
+
+def array_dataset(
+    x: dict[str, np.ndarray] | np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    mixup_alpha: float = 0.0,
+) -> tf.data.Dataset:
+    """Batches from in-memory arrays (Phase II embeddings)."""
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(labels, n_classes)))
+    if shuffle:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if mixup_alpha > 0:
+        ds = ds.enumerate().map(
+            lambda i, batch: mixup(batch[0], batch[1], mixup_alpha, tf.stack([tf.cast(seed, tf.int64), i]))
+        )
+    return ds.prefetch(2)

@@ -1,0 +1,270 @@
+"""Training a model bundle end to end: prepare, Phase I, Phase II, metrics, manifest.
+
+The bundle folder doubles as the run's working folder: ``training/state.json`` (the
+resume journal), ``training/checkpoints/`` and ``training/embeddings.npz`` live there
+until the manifest is written, which is the last step and marks the bundle complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avsc_core import __version__
+from avsc_core.atomic import write_json
+from avsc_core.bundle.manifest import FORMAT, MANIFEST, SCHEMA_VERSION, file_entry
+from avsc_core.config import FeatureConfig, MediaConfig
+from avsc_core.datasets import Dataset, load_dataset
+from avsc_core.errors import AvscError
+from avsc_core.evaluation import branch_metrics
+from avsc_core.models.presets import backbone_spec
+from avsc_core.progress import Progress, ProgressCallback
+from avsc_core.train.prepare import PreparedClip, prepare_clips
+from avsc_core.train.settings import TrainConfig
+from avsc_core.train.state import TrainState
+
+PHASES = ("1", "2")
+
+
+def _start_or_resume(
+    data: str | Path, out: Path, config: TrainConfig, media: MediaConfig,
+    features: FeatureConfig, layout: str, val_fraction: float, test_fraction: float,
+    resume: bool,
+) -> TrainState:
+    state_path = out / "training" / "state.json"
+    if (out / MANIFEST).exists():
+        raise AvscError(f"{out}: a trained model is already there; choose another --out")
+    if state_path.exists():
+        if not resume:
+            raise AvscError(
+                f"{out}: holds an interrupted training run; add --resume to continue it "
+                "or choose another --out"
+            )
+        return TrainState.load(state_path)
+    if resume:
+        raise AvscError(f"{out}: no interrupted training run to resume")
+    if out.exists() and any(out.iterdir()):
+        raise AvscError(f"{out}: folder exists and is not empty; choose another --out")
+    dataset = load_dataset(data, layout, val_fraction, test_fraction, config.seed)
+    state = TrainState(
+        state_path,
+        {
+            "config": config.to_dict(),
+            "media": media.to_dict(),
+            "features": features.to_dict(),
+            "dataset": dataset.to_dict(),
+        },
+    )
+    state.save()
+    return state
+
+
+def _clip_metrics(
+    probs_by_row: np.ndarray, clip_index: np.ndarray, clips: Sequence[PreparedClip],
+    classes: Sequence[str], split: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels, probs = [], []
+    for i, clip in enumerate(clips):
+        if clip.clip.split != split:
+            continue
+        rows = probs_by_row[clip_index == i]
+        rows = rows[~np.isnan(rows[:, 0])]
+        if len(rows):
+            labels.append(lookup[clip.clip.label])
+            probs.append(rows.mean(axis=0))
+    return np.array(labels, int), np.array(probs).reshape(-1, len(classes))
+
+
+def _head_metrics(
+    heads: dict[str, tuple[Path, list[str]]], embeddings, clips: Sequence[PreparedClip],
+    classes: Sequence[str], config: TrainConfig,
+) -> dict[str, Any]:
+    """Clip-level metrics of each branch on the validation and test splits."""
+    import keras
+
+    kind = config.embedding_type
+    branch_probs: dict[str, np.ndarray] = {}
+    for head, (path, inputs) in heads.items():
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        probs = np.full((len(embeddings.clip_index), len(classes)), np.nan, np.float32)
+        mask = embeddings.available(inputs)
+        if mask.any():
+            probs[mask] = model.predict_on_batch(
+                {n: embeddings.values[n][kind][mask] for n in inputs}
+            )
+        branch_probs[head] = probs
+    if "fused" not in branch_probs:
+        branch_probs["fused"] = branch_probs.get("audio", branch_probs.get("visual"))
+    result: dict[str, Any] = {}
+    for split in ("val", "test"):
+        entry: dict[str, Any] = {"branches": {}}
+        for branch in ("audio", "visual", "fused"):
+            if branch_probs.get(branch) is None:
+                entry["branches"][branch] = None
+                continue
+            labels, probs = _clip_metrics(
+                branch_probs[branch], embeddings.clip_index, clips, classes, split
+            )
+            entry["branches"][branch] = branch_metrics(labels, probs, classes) if len(labels) else None
+            entry["n"] = max(entry.get("n", 0), len(labels))
+        result[split] = entry
+    return result
+
+
+def _write_manifest(
+    out: Path, state: TrainState, dataset: Dataset, backbone_files: dict[str, Path],
+    head_files: dict[str, tuple[Path, list[str]]], metrics: dict[str, Any],
+    preparation_failures: list,
+) -> None:
+    import keras
+
+    config = TrainConfig.from_dict(state.settings["config"])
+    backbones = []
+    for name, path in backbone_files.items():
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        spec = backbone_spec(name)
+        backbones.append(
+            {
+                "name": name,
+                "modality": spec.modality,
+                "feature": spec.feature,
+                "params": int(sum(np.prod(w.shape) for w in model.weights)),
+                "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+                **file_entry(out, path),
+            }
+        )
+    heads = {
+        head: {"inputs": inputs, **file_entry(out, path)}
+        for head, (path, inputs) in head_files.items()
+    }
+    manifest = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "avsc_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "strategy": config.strategy,
+        "preset": config.preset,
+        "classes": dataset.classes,
+        "fusion": config.fusion,
+        "embedding_type": config.embedding_type,
+        "media": state.settings["media"],
+        "features": state.settings["features"],
+        "training": config.to_dict(),
+        "backbones": backbones,
+        "heads": heads,
+        "dataset": state.settings["dataset"],
+        "skipped_clips": [{"file": str(c.path), "reason": r} for c, r in preparation_failures],
+        "metrics": metrics,
+        "history": {k: v.history for k, v in state.steps.items()},
+    }
+    write_json(out / MANIFEST, manifest)
+
+
+def train_model(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    layout: str = "auto",
+    media: MediaConfig | None = None,
+    features: FeatureConfig | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    resume: bool = False,
+    phases: Sequence[str] = PHASES,
+    jobs: int = 1,
+    devices: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Train a two-phase model on the dataset at ``data`` and write its bundle at ``out``.
+
+    With ``resume``, an interrupted run at ``out`` continues from its last completed
+    epoch with its own saved settings (``config``, ``media``, ``features`` are then
+    ignored). ``phases=("1",)`` stops after Phase I; a later call with ``resume`` and
+    ``phases=("2",)`` completes it.
+
+    Returns
+    -------
+    Path
+        The bundle folder, complete with ``manifest.json`` once Phase II has run.
+    """
+    out = Path(out)
+    if config.strategy == "joint":
+        raise AvscError("the joint-optimisation strategy is not available yet; use two-phase")
+    state = _start_or_resume(
+        data, out, config, media or MediaConfig(), features or FeatureConfig(), layout,
+        val_fraction, test_fraction, resume,
+    )
+    config = TrainConfig.from_dict(state.settings["config"])
+    media = MediaConfig.from_dict(state.settings["media"])
+    features = FeatureConfig.from_dict(state.settings["features"])
+    dataset = Dataset.from_dict(state.settings["dataset"], root=data)
+    classes = dataset.classes
+
+    kinds = tuple(dict.fromkeys(
+        backbone_spec(b).feature for b in config.backbones if backbone_spec(b).modality == "audio"
+    ))
+    preparation = prepare_clips(
+        dataset.clips, media, features, kinds=kinds, frames=bool(config.visual_backbones),
+        jobs=jobs, progress=progress, cancel=cancel,
+    )
+    if progress and preparation.failures:
+        progress(Progress("prepare", len(dataset.clips), len(dataset.clips),
+                          {"skipped": [(str(c.path), r) for c, r in preparation.failures]}))
+    clips = preparation.clips
+    train = [c for c in clips if c.clip.split == "train"]
+    val = [c for c in clips if c.clip.split == "val"]
+    if not train:
+        raise AvscError(f"{data}: no readable training clips")
+
+    from avsc_core.train.distribute import distribution_strategy
+    from avsc_core.train.phase1 import train_backbone
+
+    distribution = distribution_strategy(devices)
+    backbone_files = {}
+    for name in config.backbones:
+        if "1" in phases or state.step(f"phase1/{name}").finished:
+            backbone_files[name] = train_backbone(
+                name, train, val, classes, config, media, features, out, state,
+                distribution, progress, cancel,
+            )
+    if "2" not in phases:
+        return out
+    missing = [b for b in config.backbones if b not in backbone_files]
+    if missing:
+        raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
+
+    from avsc_core.train.phase2 import HEADS, Embeddings, compute_embeddings, head_inputs, train_head
+
+    cache_file = out / "training" / "embeddings.npz"
+    embeddings_step = state.step("phase2:embeddings")
+    if embeddings_step.finished and cache_file.exists():
+        embeddings = Embeddings.load(cache_file)
+    else:
+        embeddings = compute_embeddings(backbone_files, clips, progress, cancel)
+        embeddings.save(cache_file)
+        embeddings_step.finished = True
+        state.save()
+    head_files = {}
+    for head in HEADS:
+        inputs = head_inputs(head, embeddings.backbones())
+        if not inputs:
+            continue
+        path = train_head(
+            head, inputs, embeddings, clips, classes, config, out, state, distribution,
+            progress, cancel,
+        )
+        if path is not None:
+            head_files[head] = (path, inputs)
+    metrics = _head_metrics(head_files, embeddings, clips, classes, config)
+    _write_manifest(out, state, dataset, backbone_files, head_files, metrics, preparation.failures)
+    shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
+    cache_file.unlink(missing_ok=True)
+    return out
