@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"length of each clip in seconds (default {DEFAULT_SECONDS:g})",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="clips encoded in parallel (default 1)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             seed=args.seed,
             progress=bar,
+            jobs=args.jobs,
         )
     finally:
         bar.close()

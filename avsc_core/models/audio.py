@@ -86,6 +86,9 @@ class AudioNetConfig:
         L2 penalty on every kernel.
     embed_dim : int
         Size of ``emb1`` (embedding type 1); 1024 in the paper.
+    input_pool : int
+        Average-pool the input by this factor in both axes first (1: off). The tiny preset
+        uses 2 to cut its cost on a CPU by four.
     bn_momentum : float
         Momentum of the batch-norm moving statistics. Keras's 0.99 needs hundreds of steps
         before inference-mode outputs are meaningful; the tiny preset trains for far fewer.
@@ -99,6 +102,7 @@ class AudioNetConfig:
     l2: float = 1e-4
     embed_dim: int = 1024
     bn_momentum: float = 0.99
+    input_pool: int = 1
 
     def __post_init__(self) -> None:
         if len(self.widths) != len(self.blocks) or not self.widths:
@@ -191,7 +195,10 @@ def build_audio_net(
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
     inputs = keras.Input(shape=input_shape, name="spectrogram")
-    x = keras.layers.BatchNormalization(momentum=config.bn_momentum, name="input_bn")(inputs)
+    x = inputs
+    if config.input_pool > 1:
+        x = keras.layers.AveragePooling2D(config.input_pool, name="input_pool")(x)
+    x = keras.layers.BatchNormalization(momentum=config.bn_momentum, name="input_bn")(x)
     x = _conv_bn(x, config.stem_filters, 3, "stem", config)
     x = keras.layers.MaxPooling2D(2, name="stem_pool")(x)
     last = len(config.widths) - 1

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import ops
 
 from avsc_core.models.heads import PROBS_LAYER, l2_regularizer
@@ -136,6 +137,21 @@ class EmbeddingFusion(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode, "modalities": self.modalities}
 
 
+def _logit_average_initializer(width: int, n_classes: int, n_inputs: int):
+    """Start type-2 heads as the average of the backbones' logits.
+
+    Type-2 embeddings are the backbones' pre-softmax logits, so an identity kernel divided
+    by the number of inputs makes the untrained head the plain ensemble of the backbones;
+    training then only has to learn how to weigh them. Wider (type-1) inputs keep Keras's
+    default initialisation.
+    """
+    if width % n_classes:
+        return "glorot_uniform"
+    blocks = width // n_classes
+    kernel = np.tile(np.eye(n_classes, dtype="float32"), (blocks, 1)) / n_inputs
+    return keras.initializers.Constant(kernel.tolist())
+
+
 def _add(tensors: list) -> keras.KerasTensor:
     total = tensors[0]
     for t in tensors[1:]:
@@ -184,8 +200,11 @@ def build_fusion_head(
     fused = EmbeddingFusion(spec.mode, [modality_of(n) for n in inputs], name="fusion")(
         list(tensors.values())
     )
-    logits = keras.layers.Dense(n_classes, kernel_regularizer=l2_regularizer(l2), name="logits")(
-        fused
-    )
+    logits = keras.layers.Dense(
+        n_classes,
+        kernel_initializer=_logit_average_initializer(fused.shape[-1], n_classes, len(inputs)),
+        kernel_regularizer=l2_regularizer(l2),
+        name="logits",
+    )(fused)
     probs = keras.layers.Activation("softmax", dtype="float32", name=PROBS_LAYER)(logits)
     return keras.Model(tensors, probs, name=f"fusion_{fusion}")

@@ -18,6 +18,9 @@ at 2 fps downstream, so more would only cost time), 48 kHz stereo AAC at 128 kbi
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,7 @@ def generate_sample_dataset(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     clip_format: ClipFormat = ClipFormat(),
+    jobs: int = 1,
 ) -> list[Path]:
     """Write a synthetic audio-visual scene dataset to ``out/<class>/<class>-NNN.mp4``.
 
@@ -97,6 +101,8 @@ def generate_sample_dataset(
         the first clip and after each one; ``info`` names the file just written.
     clip_format : ClipFormat
         Video size and rates.
+    jobs : int
+        Worker processes encoding clips in parallel (the clips do not depend on it).
 
     Returns
     -------
@@ -122,19 +128,35 @@ def generate_sample_dataset(
     if out.exists() and not out.is_dir():
         raise AvscError(f"{out}: exists and is not a folder")
 
-    total = len(names) * per_class
     digits = max(3, len(str(per_class - 1)))
-    written: list[Path] = []
+    tasks = [
+        (out / name / f"{name}-{clip:0{digits}d}.mp4", name, seconds,
+         _clip_seed(seed, name, clip), clip_format)
+        for name in names
+        for clip in range(per_class)
+    ]
+    done = 0
     if progress:
-        progress(Progress("sample-data", 0, total))
-    for name in names:
-        for clip in range(per_class):
-            path = out / name / f"{name}-{clip:0{digits}d}.mp4"
-            write_clip(path, name, seconds, _clip_seed(seed, name, clip), clip_format)
-            written.append(path)
-            if progress:
-                progress(Progress("sample-data", len(written), total, {"file": str(path)}))
-    return written
+        progress(Progress("sample-data", 0, len(tasks)))
+
+    def report(path: Path) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(Progress("sample-data", done, len(tasks), {"file": str(path)}))
+
+    if jobs <= 1:
+        for task in tasks:
+            write_clip(*task)
+            report(task[0])
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {pool.submit(write_clip, *task): task[0] for task in tasks}
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+                report(futures[future])
+    return [task[0] for task in tasks]
 
 
 def write_clip(

@@ -120,7 +120,7 @@ def _head_metrics(
 def _write_manifest(
     out: Path, state: TrainState, dataset: Dataset, backbone_files: dict[str, Path],
     head_files: dict[str, tuple[Path, list[str]]], metrics: dict[str, Any],
-    preparation_failures: list,
+    preparation_failures: list, devices: int,
 ) -> None:
     import keras
 
@@ -156,6 +156,7 @@ def _write_manifest(
         "media": state.settings["media"],
         "features": state.settings["features"],
         "training": config.to_dict(),
+        "training_devices": devices,
         "backbones": backbones,
         "heads": heads,
         "dataset": state.settings["dataset"],
@@ -264,7 +265,10 @@ def train_model(
         if path is not None:
             head_files[head] = (path, inputs)
     metrics = _head_metrics(head_files, embeddings, clips, classes, config)
-    _write_manifest(out, state, dataset, backbone_files, head_files, metrics, preparation.failures)
+    _write_manifest(
+        out, state, dataset, backbone_files, head_files, metrics, preparation.failures,
+        distribution.num_replicas_in_sync,
+    )
     shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
     cache_file.unlink(missing_ok=True)
     return out
