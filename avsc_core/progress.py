@@ -68,3 +68,4 @@ class TerminalProgress:
         if self.enabled and self._last_stage is not None:
             self.stream.write("\n")
             self.stream.flush()
+        self._last_stage = None

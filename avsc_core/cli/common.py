@@ -20,13 +20,14 @@ def add_layout_argument(parser: argparse.ArgumentParser) -> None:
 
 
 class _Printer(TerminalProgress):
-    """Bars for batches and epochs on a terminal; skipped files always reported."""
+    """Bars for batches and epochs on a terminal; the dataset check is always printed."""
 
     def __call__(self, event: Progress) -> None:
-        skipped = event.info.get("skipped")
-        if skipped:
-            for path, reason in skipped:
-                print(f"skipped {reason}", file=sys.stderr)
+        report = event.info.get("report")
+        if report:
+            self.close()
+            print(report, file=sys.stderr)
+            return
         super().__call__(event)
 
 

@@ -34,8 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run only Phase I or Phase II (Phase II resumes a Phase I run)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--visual-weights", default=None, metavar="imagenet|none|PATH",
-                        help="initial weights of the visual backbones (default: imagenet; "
-                        "the tiny preset always starts from scratch)")
+                        help="initial weights of the visual backbones: imagenet (default; "
+                        "cached in the user cache dir), none, or a folder holding the Keras "
+                        "ImageNet weights files (a single file when training one visual "
+                        "backbone); the tiny preset always starts from scratch")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--jobs", type=int, default=1,
@@ -65,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
     if args.visual_weights not in (None, "imagenet", "none"):
         weights = Path(args.visual_weights)
-        if not weights.is_file():
-            raise AvscError(f"{weights}: visual weights file not found")
+        if not weights.exists():
+            raise AvscError(f"{weights}: visual weights file or folder not found")
         overrides["visual_weights"] = str(weights.resolve())
     try:
         config = TrainConfig.for_preset(args.preset, **overrides)

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
+from avsc_core.errors import AvscError
 from avsc_core.models import build_backbone, scene_loss
 from avsc_core.models.presets import backbone_spec
 from avsc_core.progress import Cancelled, ProgressCallback
@@ -32,12 +33,33 @@ def backbone_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
 
 
-def visual_weights_argument(config: TrainConfig) -> str | Path | None:
+def visual_weights_argument(config: TrainConfig, name: str) -> str | Path | None:
+    """Initial weights of visual backbone ``name`` from ``config.visual_weights``.
+
+    ``"imagenet"`` uses the cached (or downloaded) Keras ImageNet weights; ``"none"``
+    starts from scratch; a folder is searched for the backbone's Keras weights file (as
+    named in ``keras.applications``, e.g. ``inception_v3_weights_tf_dim_ordering_tf_kernels
+    _notop.h5``); a file is used as is when only one visual backbone is trained.
+    """
+    from avsc_core.models.weights import IMAGENET_WEIGHTS
+
     if config.preset == "tiny" or config.visual_weights == "none":
         return None
     if config.visual_weights == "imagenet":
         return "imagenet"
-    return Path(config.visual_weights)
+    path = Path(config.visual_weights)
+    if path.is_dir():
+        spec = IMAGENET_WEIGHTS[name]
+        for candidate in (spec.filename, spec.imported_filename):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise AvscError(f"{path}: no {spec.filename} for {name} in this folder")
+    if len(config.visual_backbones) > 1:
+        raise AvscError(
+            f"{path}: one weights file cannot start both visual backbones; pass a folder "
+            "holding both Keras weights files, or train one visual backbone (--backbones)"
+        )
+    return path
 
 
 def backbone_items(
@@ -97,7 +119,8 @@ def train_backbone(
             step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
             input_shape = None if spec.feature == "frames" else feature_shape(media, features)
             model = build_backbone(
-                name, config.preset, len(classes), input_shape, visual_weights_argument(config)
+                name, config.preset, len(classes), input_shape,
+                visual_weights_argument(config, name) if spec.modality == "visual" else None,
             )
             compile_backbone(model, learning_rate)
 

@@ -20,11 +20,13 @@ from avsc_core.atomic import write_json
 from avsc_core.bundle.manifest import FORMAT, MANIFEST, SCHEMA_VERSION, file_entry
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.datasets import Dataset, load_dataset
+from avsc_core.datasets.check import DatasetReport
+from avsc_core.datasets.types import SPLITS
 from avsc_core.errors import AvscError
 from avsc_core.evaluation import branch_metrics
 from avsc_core.models.presets import backbone_spec
 from avsc_core.progress import Progress, ProgressCallback
-from avsc_core.train.prepare import PreparedClip, prepare_clips
+from avsc_core.train.prepare import Preparation, PreparedClip, prepare_clips
 from avsc_core.train.settings import TrainConfig
 from avsc_core.train.state import TrainState
 
@@ -62,6 +64,22 @@ def _start_or_resume(
     )
     state.save()
     return state
+
+
+def preparation_report(
+    dataset: Dataset, preparation: Preparation, media: MediaConfig,
+    kinds: tuple[str, ...], frames: bool,
+) -> DatasetReport:
+    """The dataset check, from what decoding every clip found."""
+    usable = preparation.clips
+    return DatasetReport(
+        dataset=dataset,
+        counts={s: dataset.class_counts(s) for s in SPLITS},
+        unreadable=[(c.path, reason) for c, reason in preparation.failures],
+        no_audio=[c.clip.path for c in usable if kinds and not c.has_audio],
+        no_video=[c.clip.path for c in usable if frames and not c.has_video],
+        total_seconds=sum(c.segments for c in usable) * media.segment_seconds,
+    )
 
 
 def _clip_metrics(
@@ -209,6 +227,10 @@ def train_model(
     dataset = Dataset.from_dict(state.settings["dataset"], root=data)
     classes = dataset.classes
 
+    from avsc_core.train.phase1 import visual_weights_argument
+
+    for name in config.visual_backbones:
+        visual_weights_argument(config, name)  # a wrong weights option fails before decoding
     kinds = tuple(dict.fromkeys(
         backbone_spec(b).feature for b in config.backbones if backbone_spec(b).modality == "audio"
     ))
@@ -216,9 +238,9 @@ def train_model(
         dataset.clips, media, features, kinds=kinds, frames=bool(config.visual_backbones),
         jobs=jobs, progress=progress, cancel=cancel,
     )
-    if progress and preparation.failures:
-        progress(Progress("prepare", len(dataset.clips), len(dataset.clips),
-                          {"skipped": [(str(c.path), r) for c, r in preparation.failures]}))
+    if progress:
+        report = preparation_report(dataset, preparation, media, kinds, bool(config.visual_backbones))
+        progress(Progress("check", 1, 1, {"report": report.format()}))
     clips = preparation.clips
     train = [c for c in clips if c.clip.split == "train"]
     val = [c for c in clips if c.clip.split == "val"]
