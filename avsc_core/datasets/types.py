@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from avsc_core.errors import AvscError
+from avsc_core.formats import (  # noqa: F401  (re-exported)
+    AUDIO_EXTENSIONS,
+    MEDIA_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    is_media_file,
+)
 
 SPLITS = ("train", "val", "test")
-
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-)
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".wma", ".aiff", ".aif"}
-)
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
 
 # The ten scene classes of TAU Urban Audio-Visual Scenes 2021, in the official order.
 TAU_CLASSES = (
@@ -34,11 +32,6 @@ TAU_CLASSES = (
 )
 
 _FORMAT_VERSION = 1
-
-
-def is_media_file(path: Path) -> bool:
-    """Whether ``path`` has an audio or video extension (case-insensitive)."""
-    return path.suffix.lower() in MEDIA_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,10 @@
 """Reading media files: audio tracks, sampled frames and fixed-length segments (PyAV)."""
 
+from avsc_core.formats import AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 from avsc_core.media.audio import iter_audio_blocks, read_audio
 from avsc_core.media.probe import MediaInfo, probe
 from avsc_core.media.segments import Segment, Span, iter_segments, segment_spans
 from avsc_core.media.video import iter_frames_at, sample_frames, sample_times
-
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".wma", ".aiff", ".aif"}
-)
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-)
-MEDIA_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 
 __all__ = [
     "AUDIO_EXTENSIONS",
