@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import av
 import pytest
 
-from avsc_core.datasets import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, check_dataset, load_dataset
+from avsc_core.datasets import check_dataset, load_dataset
 from avsc_core.errors import MediaError
 from avsc_core.progress import Progress
 
