@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "avsc_core.cli.features",
     "avsc_core.cli.train",
     "avsc_core.cli.evaluate",
+    "avsc_core.cli.classify",
+    "avsc_core.cli.label",
     "avsc_core.cli.info",
 )
 

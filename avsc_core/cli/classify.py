@@ -1,0 +1,111 @@
+"""``avsc classify --model MODEL FILE... [--json] [--segment-seconds S] [--hop-seconds S]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from avsc_core.cli.common import cancel_on_interrupt, progress_printer
+
+
+def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--segment-seconds", type=float, metavar="S",
+        help="analysis segment length (default: the model's, 10 s for TAU models); "
+        "shorter segments are repeated up to the model's length",
+    )
+    parser.add_argument(
+        "--hop-seconds", type=float, metavar="S",
+        help="distance between segment starts (default: the model's hop, or the segment "
+        "length when --segment-seconds is given)",
+    )
+
+
+def quiet_tensorflow(debug: bool) -> None:
+    """TensorFlow's Python-side warnings (function retracing...) are noise to a user."""
+    if not debug:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def say(stream: TextIO, text: str) -> None:
+    """A line on ``stream`` that does not collide with a progress bar drawn there."""
+    if stream.isatty():
+        stream.write("\r\033[K")
+    print(text, file=stream, flush=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "classify",
+        help="tell the scene of audio or video files",
+        description="Classify each FILE segment by segment with every branch of the model "
+        "(audio, visual, fused), and the whole clip from the mean of its segments. A file "
+        "without sound or pictures is classified by the branch it can feed, with a warning.",
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model bundle folder")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print JSON: one object per file, a JSON array when several files are given",
+    )
+    add_segment_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _label(result, branch: str) -> str:
+    return result.branch_label(branch) or "-"
+
+
+class Table:
+    """The human-readable output: one line per file, its warnings below it."""
+
+    def __init__(self, files: list[Path], classes: list[str]):
+        self.file = min(48, max(4, *(len(str(f)) for f in files)))
+        self.label = max(5, *(len(c) for c in classes))
+        self.started = False
+
+    def header(self) -> str:
+        w = self.label
+        return f"{'file':{self.file}}  {'label':{w}}  {'conf':>5}  {'audio':{w}}  visual"
+
+    def row(self, result) -> str:
+        w = self.label
+        line = (f"{result.file:{self.file}}  {result.label:{w}}  {result.confidence:5.2f}  "
+                f"{_label(result, 'audio'):{w}}  {_label(result, 'visual')}")
+        lines = [line] + [f"{'':{self.file}}  warning: {w}" for w in result.warnings]
+        if not self.started:
+            self.started = True
+            lines.insert(0, self.header())
+        return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avsc_core.inference.classify import classify_files, load_predictor
+
+    quiet_tensorflow(args.debug)
+    predictor = load_predictor(args.model)
+    table = Table(args.files, predictor.bundle.classes)
+    printer = progress_printer()
+    results, failures = [], 0
+    with cancel_on_interrupt() as cancelled:
+        outcomes = classify_files(
+            args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled
+        )
+        for outcome in outcomes:
+            if outcome.result is None:
+                failures += 1
+                say(sys.stderr, f"avsc classify: error: {outcome.error}")
+            elif args.json:
+                results.append(outcome.result.to_dict())
+            else:
+                say(sys.stdout, table.row(outcome.result))
+    printer.close()
+    if args.json and len(args.files) > 1:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    elif args.json and results:
+        print(json.dumps(results[0], indent=2, ensure_ascii=False))
+    return 1 if failures else 0

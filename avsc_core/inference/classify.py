@@ -1,0 +1,374 @@
+"""Classifying whole files over time: per-segment and clip answers of every branch.
+
+>>> result = classify_file("holiday.mp4", "models/paper")       # doctest: +SKIP
+>>> result.label, result.confidence                              # doctest: +SKIP
+('park', 0.91)
+>>> print(result.to_json())                                      # doctest: +SKIP
+
+A file is decoded segment by segment (:mod:`avsc_core.inference.inputs`) and the model
+runs on small batches of segments, so memory stays flat whatever the file's length. The
+clip answer of each branch is the mean of its segment probabilities; the clip label and
+confidence come from the fused branch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from avsc_core.bundle import Bundle, load_bundle
+from avsc_core.errors import AvscError, MediaError
+from avsc_core.inference.inputs import (
+    InputPlan,
+    SegmentBatch,
+    iter_input_batches,
+    make_plan,
+    silence_warning,
+    stream_warnings,
+)
+from avsc_core.media import MediaInfo, probe, segment_spans
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+if TYPE_CHECKING:
+    from avsc_core.features import FeatureExtractor
+    from avsc_core.inference.predictor import Predictor, SegmentPredictions
+
+log = logging.getLogger(__name__)
+
+BRANCHES = ("audio", "visual", "fused")
+
+
+def probability_dict(classes: list[str], probs: np.ndarray) -> dict[str, float]:
+    """``{class: probability}`` for one probability vector."""
+    return {c: float(p) for c, p in zip(classes, probs)}
+
+
+def _normalise(probs: np.ndarray) -> np.ndarray:
+    # Softmax outputs in float32 sum to 1 only within ~1e-6; the contract says they sum to 1.
+    probs = np.asarray(probs, np.float64)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Answers for one segment: ``{class: p}`` per backbone and per branch.
+
+    ``branches`` always has the keys ``audio``, ``visual`` and ``fused``; a branch that
+    cannot run on the file is ``None``.
+    """
+
+    start: float
+    end: float
+    backbones: dict[str, dict[str, float]]
+    branches: dict[str, dict[str, float] | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "backbones": self.backbones,
+            "branches": self.branches,
+        }
+
+
+@dataclass
+class ClassifyResult:
+    """What a model says about one file, over time and for the whole clip.
+
+    Attributes
+    ----------
+    file : str
+        The file as given.
+    duration : float
+        Measured duration (s).
+    has_audio, has_video : bool
+        Which streams the file has.
+    classes : list of str
+        The model's classes, in the order of every probability array.
+    segments : list of SegmentResult
+        Per-segment answers, in time order.
+    clip : dict
+        ``{"label", "confidence", "branches": {branch: {class: p} | None}}``.
+    warnings : list of str
+        Things the user should know (missing or silent streams, damaged data skipped).
+    starts, ends : ndarray
+        ``(segments,)`` segment bounds (s).
+    probs : dict
+        Branch -> float64 ``(segments, classes)``, or ``None`` when it cannot run.
+    backbone_probs : dict
+        Backbone name -> float64 ``(segments, classes)``, for the backbones that ran.
+    clip_probs : dict
+        Branch -> ``(classes,)`` mean over segments, or ``None``.
+    """
+
+    file: str
+    duration: float
+    has_audio: bool
+    has_video: bool
+    classes: list[str]
+    segments: list[SegmentResult]
+    clip: dict[str, Any]
+    warnings: list[str]
+    starts: np.ndarray
+    ends: np.ndarray
+    probs: dict[str, np.ndarray | None]
+    backbone_probs: dict[str, np.ndarray]
+    clip_probs: dict[str, np.ndarray | None]
+
+    @property
+    def label(self) -> str:
+        return self.clip["label"]
+
+    @property
+    def confidence(self) -> float:
+        return self.clip["confidence"]
+
+    def branch_label(self, branch: str) -> str | None:
+        """The clip label of ``branch``, or ``None`` when it did not run."""
+        probs = self.clip_probs.get(branch)
+        return None if probs is None else self.classes[int(np.argmax(probs))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON object (``avsc classify --json``)."""
+        return {
+            "file": self.file,
+            "duration": round(self.duration, 3),
+            "has_audio": self.has_audio,
+            "has_video": self.has_video,
+            "classes": list(self.classes),
+            "segments": [s.to_dict() for s in self.segments],
+            "clip": self.clip,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+class ResultBuilder:
+    """Collects a file's predictions batch by batch, then builds its :class:`ClassifyResult`.
+
+    Raises
+    ------
+    MediaError
+        From the constructor, when the file has no stream the model uses.
+    """
+
+    def __init__(self, path: str | Path, info: MediaInfo, classes: list[str], plan: InputPlan):
+        self.path = path
+        self.info = info
+        self.classes = list(classes)
+        self.warnings = stream_warnings(path, info, plan)
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        self._backbones: dict[str, list[np.ndarray]] = {}
+        self._branches: dict[str, list[np.ndarray] | None] = {b: [] for b in BRANCHES}
+        self._peaks: list[np.ndarray] = []
+
+    @property
+    def segments_done(self) -> int:
+        return len(self._starts)
+
+    def add(self, batch: SegmentBatch, predictions: SegmentPredictions) -> None:
+        self._starts.extend(s.start for s in batch.spans)
+        self._ends.extend(s.end for s in batch.spans)
+        for warning in batch.warnings:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        if batch.peaks is not None:
+            self._peaks.append(batch.peaks)
+        for name, probs in predictions.backbones.items():
+            self._backbones.setdefault(name, []).append(_normalise(probs))
+        for branch in BRANCHES:
+            probs = predictions.branches.get(branch)
+            parts = self._branches[branch]
+            if probs is None or parts is None:
+                self._branches[branch] = None
+            else:
+                parts.append(_normalise(probs))
+
+    def finish(self) -> ClassifyResult:
+        if not self._starts:
+            raise MediaError(self.path, "no segments could be decoded")
+        warnings = list(self.warnings)
+        if self._peaks:
+            silent = silence_warning(np.concatenate(self._peaks))
+            if silent:
+                warnings.append(silent)
+        probs = {b: None if p is None else np.concatenate(p) for b, p in self._branches.items()}
+        backbone_probs = {n: np.concatenate(p) for n, p in self._backbones.items()}
+        clip_probs = {b: None if p is None else p.mean(axis=0) for b, p in probs.items()}
+        fused = clip_probs["fused"]
+        if fused is None:
+            raise MediaError(self.path, "the model gave no answer (no branch could run)")
+        best = int(np.argmax(fused))
+        segments = [
+            SegmentResult(
+                start=float(self._starts[i]),
+                end=float(self._ends[i]),
+                backbones={
+                    n: probability_dict(self.classes, p[i]) for n, p in backbone_probs.items()
+                },
+                branches={
+                    b: None if p is None else probability_dict(self.classes, p[i])
+                    for b, p in probs.items()
+                },
+            )
+            for i in range(len(self._starts))
+        ]
+        clip = {
+            "label": self.classes[best],
+            "confidence": float(fused[best]),
+            "branches": {
+                b: None if p is None else probability_dict(self.classes, p)
+                for b, p in clip_probs.items()
+            },
+        }
+        return ClassifyResult(
+            file=str(self.path),
+            duration=float(self.info.duration),
+            has_audio=self.info.has_audio,
+            has_video=self.info.has_video,
+            classes=self.classes,
+            segments=segments,
+            clip=clip,
+            warnings=warnings,
+            starts=np.array(self._starts),
+            ends=np.array(self._ends),
+            probs=probs,
+            backbone_probs=backbone_probs,
+            clip_probs=clip_probs,
+        )
+
+
+def load_predictor(model: Bundle | Predictor | str | Path) -> Predictor:
+    """A :class:`Predictor` for a bundle, a bundle folder, or a predictor itself."""
+    from avsc_core.inference.predictor import Predictor
+
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, Bundle):
+        return Predictor(model)
+    return Predictor(load_bundle(model))
+
+
+def plan_for(
+    predictor: Predictor, segment_seconds: float | None = None, hop_seconds: float | None = None
+) -> InputPlan:
+    """What to decode for ``predictor``'s model with the requested segments."""
+    kinds, frames = predictor.needs()
+    bundle = predictor.bundle
+    return make_plan(bundle.media, bundle.features, kinds, frames, segment_seconds, hop_seconds)
+
+
+def classify_with(
+    path: str | Path,
+    predictor: Predictor,
+    plan: InputPlan,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    extractor: FeatureExtractor | None = None,
+) -> ClassifyResult:
+    """:func:`classify_file` with a loaded predictor and a plan (for batches of files)."""
+    info = probe(path)
+    builder = ResultBuilder(path, info, predictor.bundle.classes, plan)
+    total = len(segment_spans(info.duration, plan.media))
+    for batch in iter_input_batches(path, plan, info, extractor, cancel=cancel):
+        done = builder.segments_done
+        builder.add(batch, predictor.predict(batch.features, batch.frames))
+        if progress:
+            for n, span in enumerate(batch.spans, done + 1):
+                progress(Progress("classify", n, total, {"file": str(path), "start": span.start,
+                                                        "end": span.end}))
+    return builder.finish()
+
+
+def classify_file(
+    path: str | Path,
+    model: Bundle | Predictor | str | Path,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> ClassifyResult:
+    """Classify one audio or video file, segment by segment.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any audio or video file FFmpeg reads.
+    model : Bundle, Predictor, str or Path
+        A model bundle (loaded or its folder) or a ready predictor.
+    segment_seconds, hop_seconds : float, optional
+        Analysis segment length and distance between segment starts; the model's own
+        settings by default. Segments shorter than the model's are repeated up to its
+        length, as short clips were in training; longer ones are refused.
+    progress : callable, optional
+        Receives ``Progress("classify", segments done, segments total, {"file", "start",
+        "end"})`` for each segment, once the model has run on it.
+    cancel : callable, optional
+        Polled before each segment; when it returns True, :class:`Cancelled` is raised.
+
+    Raises
+    ------
+    MediaError
+        The file cannot be read, or has nothing the model can use.
+    BundleError
+        The model cannot be loaded.
+    """
+    predictor = load_predictor(model)
+    plan = plan_for(predictor, segment_seconds, hop_seconds)
+    return classify_with(path, predictor, plan, progress, cancel)
+
+
+@dataclass
+class FileOutcome:
+    """One file of :func:`classify_files`: its result, or why it failed."""
+
+    path: Path
+    result: ClassifyResult | None = None
+    error: str | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+def classify_files(
+    paths: Iterable[str | Path],
+    model: Bundle | Predictor | str | Path,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[FileOutcome]:
+    """Classify several files with one loaded model, yielding each file's outcome.
+
+    A file that fails yields a :class:`FileOutcome` with ``error`` (one line naming the
+    file and the reason) and the others still run. Settings errors (a bad model, a bad
+    segment length) and :class:`Cancelled` are raised.
+    """
+    from avsc_core.features import FeatureExtractor
+
+    predictor = load_predictor(model)
+    plan = plan_for(predictor, segment_seconds, hop_seconds)
+    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
+    for path in paths:
+        try:
+            result = classify_with(path, predictor, plan, progress, cancel, extractor)
+        except Cancelled:
+            raise
+        except AvscError as exc:
+            yield FileOutcome(Path(path), error=str(exc))
+        except Exception as exc:  # a decoder or library failure on one file
+            log.debug("classifying %s failed", path, exc_info=True)
+            yield FileOutcome(Path(path), error=f"{path}: {type(exc).__name__}: {exc}")
+        else:
+            yield FileOutcome(Path(path), result=result)

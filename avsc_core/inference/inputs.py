@@ -1,0 +1,220 @@
+"""A file's network inputs, streamed in small batches of segments.
+
+Decoding and feature extraction only: no TensorFlow is imported here, so ``avsc label``'s
+decoder processes start quickly and stay small. The numbers are those of training
+(:func:`avsc_core.features.file_features` and :func:`avsc_core.features.file_frames`):
+the same :func:`avsc_core.media.iter_segments` spans and the same
+:class:`avsc_core.features.FeatureExtractor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avsc_core.config import FeatureConfig, MediaConfig
+from avsc_core.errors import AvscError, MediaError
+from avsc_core.features import FeatureExtractor
+from avsc_core.media import MediaInfo, Span, iter_segments
+from avsc_core.media.segments import tile_to_length
+from avsc_core.progress import Cancelled
+
+# A track whose loudest sample stays under -80 dBFS carries no scene to hear.
+SILENCE_PEAK = 1e-4
+
+# Segments decoded before the model runs on them: large enough for efficient batches,
+# small enough that a long file never holds more than a few seconds of arrays.
+SEGMENT_BATCH = 8
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """What to decode for a model, and how.
+
+    Attributes
+    ----------
+    media : MediaConfig
+        Decoding settings, with the analysis segment length and hop.
+    features : FeatureConfig
+        The model's feature settings.
+    kinds : tuple of str
+        Spectrogram kinds the model's audio backbones take (empty for none).
+    frames : bool
+        Whether the model has a visual backbone.
+    model_samples : int
+        Audio samples of one model input; shorter segments are repeated up to it, as
+        clips shorter than a segment were during training.
+    """
+
+    media: MediaConfig
+    features: FeatureConfig
+    kinds: tuple[str, ...]
+    frames: bool
+    model_samples: int
+
+
+def analysis_media(
+    model_media: MediaConfig,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    has_audio_backbone: bool = True,
+) -> MediaConfig:
+    """The model's decoding settings with the requested segment length and hop.
+
+    Without ``segment_seconds`` the model's segment and hop are used; with it, the hop
+    defaults to the new segment length (no overlap).
+
+    Raises
+    ------
+    AvscError
+        A non-positive value, or a segment longer than the audio networks' fixed input.
+    """
+    for name, value in (("segment", segment_seconds), ("hop", hop_seconds)):
+        if value is not None and not value > 0:
+            raise AvscError(f"--{name}-seconds must be positive, got {value:g}")
+    segment = segment_seconds if segment_seconds is not None else model_media.segment_seconds
+    if hop_seconds is None:
+        hop_seconds = model_media.hop_seconds if segment_seconds is None else segment
+    if has_audio_backbone and segment > model_media.segment_seconds + 1e-9:
+        raise AvscError(
+            f"--segment-seconds {segment:g}: this model's audio networks take "
+            f"{model_media.segment_seconds:g}-s segments; use a length up to that "
+            "(the clip answer already averages all segments)"
+        )
+    return dataclasses.replace(model_media, segment_seconds=segment, hop_seconds=hop_seconds)
+
+
+def make_plan(
+    model_media: MediaConfig,
+    features: FeatureConfig,
+    kinds: tuple[str, ...],
+    frames: bool,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+) -> InputPlan:
+    """An :class:`InputPlan` for a model's settings and needs."""
+    media = analysis_media(model_media, segment_seconds, hop_seconds, bool(kinds))
+    return InputPlan(media, features, tuple(kinds), frames, model_media.segment_samples)
+
+
+def stream_warnings(path: str | Path, info: MediaInfo, plan: InputPlan) -> list[str]:
+    """Warnings for the model's branches that ``path`` cannot feed.
+
+    Raises
+    ------
+    MediaError
+        The file has none of the streams the model uses.
+    """
+    missing_audio = bool(plan.kinds) and not info.has_audio
+    missing_video = plan.frames and not info.has_video
+    usable_audio = bool(plan.kinds) and info.has_audio
+    usable_video = plan.frames and info.has_video
+    if not (usable_audio or usable_video):
+        lacks = [what for what, missing in (("no audio track", missing_audio),
+                                            ("no video stream", missing_video)) if missing]
+        raise MediaError(path, f"{' and '.join(lacks)}: nothing this model can use")
+    warnings = []
+    if missing_audio:
+        warnings.append(
+            "no audio track: audio branch skipped, fused answer from the visual branch")
+    if missing_video:
+        warnings.append(
+            "no video stream: visual branch skipped, fused answer from the audio branch")
+    return warnings
+
+
+def silence_warning(peaks: np.ndarray) -> str | None:
+    """A warning when the whole audio track is silent (it still goes through the model)."""
+    if peaks.size and float(peaks.max()) < SILENCE_PEAK:
+        return "silent audio track: the audio branch hears nothing, its answer means little"
+    return None
+
+
+@dataclass
+class SegmentBatch:
+    """Consecutive segments of one file, ready for the model.
+
+    ``features`` maps a kind to float32 ``(n, bins, frames, channels)`` and ``frames`` is
+    uint8 ``(n, frames_per_segment, size, size, 3)``; either is ``None`` when the file
+    lacks that stream or the model does not use it. ``peaks`` is each segment's largest
+    absolute sample (``None`` without audio), to tell a silent track.
+    """
+
+    spans: list[Span]
+    features: dict[str, np.ndarray] | None = None
+    frames: np.ndarray | None = None
+    peaks: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _batch(
+    spans: list[Span],
+    features: dict[str, list[np.ndarray]],
+    frames: list[np.ndarray],
+    peaks: list[float],
+    warnings: list[str],
+) -> SegmentBatch:
+    return SegmentBatch(
+        spans=list(spans),
+        features={k: np.stack(v) for k, v in features.items()} if peaks and features else None,
+        frames=np.stack(frames) if frames else None,
+        peaks=np.array(peaks, np.float32) if peaks else None,
+        warnings=list(warnings),
+    )
+
+
+def iter_input_batches(
+    path: str | Path,
+    plan: InputPlan,
+    info: MediaInfo,
+    extractor: FeatureExtractor | None = None,
+    batch_size: int = SEGMENT_BATCH,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[SegmentBatch]:
+    """Decode ``path`` segment by segment and yield batches of network inputs.
+
+    Only the streams the model uses and the file has are decoded.
+
+    Raises
+    ------
+    MediaError
+        The file cannot be decoded.
+    Cancelled
+        ``cancel()`` returned True (polled before each segment).
+    """
+    extractor = extractor or FeatureExtractor(plan.features, plan.media.sample_rate)
+    use_audio = bool(plan.kinds) and info.has_audio
+    use_video = plan.frames and info.has_video
+    segments = iter_segments(path, plan.media, info=info, audio=use_audio, video=use_video)
+    spans: list[Span] = []
+    features: dict[str, list[np.ndarray]] = {k: [] for k in plan.kinds} if use_audio else {}
+    frames: list[np.ndarray] = []
+    peaks: list[float] = []
+    warnings: list[str] = []
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        segment = next(segments, None)
+        if segment is None:
+            break
+        spans.append(segment.span)
+        warnings.extend(segment.warnings)
+        if segment.audio is not None:
+            audio = segment.audio
+            peaks.append(float(np.max(np.abs(audio))) if audio.size else 0.0)
+            if audio.shape[-1] < plan.model_samples:
+                audio = tile_to_length(audio, plan.model_samples, axis=-1)
+            for kind, value in extractor.features(audio, plan.kinds).items():
+                features[kind].append(value)
+        if segment.frames is not None:
+            frames.append(segment.frames)
+        if len(spans) == batch_size:
+            yield _batch(spans, features, frames, peaks, warnings)
+            spans, frames, peaks, warnings = [], [], [], []
+            features = {k: [] for k in features}
+    if spans:
+        yield _batch(spans, features, frames, peaks, warnings)

@@ -1,0 +1,312 @@
+"""Labelling every media file of a folder into a CSV, resumable, with decoder processes.
+
+>>> summary = label_folder("holiday/", "models/paper", "labels.csv", jobs=4)   # doctest: +SKIP
+>>> summary.labelled, summary.failed                                           # doctest: +SKIP
+(812, 3)
+
+Rows are written as files finish (see :mod:`avsc_core.label.csv_out`), so an interrupted
+run loses at most the files it was working on; ``resume=True`` skips every file already
+in the CSV. When the run completes, the CSV is rewritten in file order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avsc_core.errors import AvscError
+from avsc_core.inference.classify import (
+    ClassifyResult,
+    ResultBuilder,
+    classify_with,
+    load_predictor,
+    plan_for,
+)
+from avsc_core.label.csv_out import LabelRow, RowAppender, read_rows, write_rows
+from avsc_core.label.discover import find_media_files
+from avsc_core.label.params import check_resume, now, previous_params, run_params, write_params
+from avsc_core.label.workers import DecoderPool, failure_reason
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+if TYPE_CHECKING:
+    from avsc_core.bundle import Bundle
+    from avsc_core.inference.inputs import InputPlan
+    from avsc_core.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+RowCallback = Callable[[LabelRow, "ClassifyResult | None"], None]
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What a :func:`label_folder` run did.
+
+    ``already_done`` counts the files found in the CSV from an earlier run (``resume``);
+    ``labelled`` and ``failed`` count this run's rows.
+    """
+
+    out_csv: Path
+    params: Path
+    found: int
+    already_done: int
+    labelled: int
+    failed: int
+    seconds: float
+
+    @property
+    def files_per_second(self) -> float:
+        return (self.labelled + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def row_for(file: str, result: ClassifyResult) -> LabelRow:
+    return LabelRow(
+        file=file,
+        label=result.label,
+        confidence=result.confidence,
+        audio_label=result.branch_label("audio") or "",
+        visual_label=result.branch_label("visual") or "",
+    )
+
+
+class _Recorder:
+    """Writes rows durably and keeps the counts, the callbacks and ``params.json`` current."""
+
+    def __init__(
+        self,
+        out_csv: Path,
+        params: dict[str, Any],
+        files: list[Path],
+        folder: Path,
+        earlier: list[LabelRow],
+        progress: ProgressCallback | None,
+        on_row: RowCallback | None,
+    ):
+        self.out_csv = out_csv
+        self.params = params
+        self.relative = [p.relative_to(folder).as_posix() for p in files]
+        self.earlier = earlier
+        self.done = {r.file for r in earlier}
+        self.labelled_total = sum(r.ok for r in earlier)
+        self.failed_total = len(earlier) - self.labelled_total
+        self.labelled = self.failed = 0
+        self.found_done = sum(f in self.done for f in self.relative)
+        self.progress = progress
+        self.on_row = on_row
+        self.appender: RowAppender | None = None
+
+    def todo(self, files: list[Path]) -> list[tuple[int, Path]]:
+        return [(i, p) for i, p in enumerate(files) if self.relative[i] not in self.done]
+
+    def save_params(self, finished: bool) -> Path:
+        self.params["finished"] = now() if finished else None
+        self.params["counts"] = {
+            "found": len(self.relative),
+            "rows": len(self.done),
+            "labelled": self.labelled_total,
+            "failed": self.failed_total,
+            "remaining": len(self.relative) - self.found_done,
+        }
+        return write_params(self.out_csv, self.params)
+
+    def record(self, index: int, result: ClassifyResult | None, error: str | None) -> None:
+        file = self.relative[index]
+        row = row_for(file, result) if result is not None else LabelRow(file, error=error or "")
+        if self.appender is None:
+            self.appender = RowAppender(self.out_csv)
+        self.appender.append(row)
+        self.done.add(file)
+        self.found_done += 1
+        if row.ok:
+            self.labelled += 1
+            self.labelled_total += 1
+        else:
+            self.failed += 1
+            self.failed_total += 1
+        if self.on_row:
+            self.on_row(row, result)
+        if self.progress:
+            self.progress(Progress("label", self.found_done, len(self.relative),
+                                   {"file": file, "label": row.label, "error": row.error}))
+
+    def close(self) -> None:
+        if self.appender is not None:
+            self.appender.close()
+            self.appender = None
+
+    def rewrite_in_order(self) -> None:
+        """The complete CSV, rows in file order (rows of vanished files last)."""
+        rows = {r.file: r for r in read_rows(self.out_csv)}
+        order = {f: i for i, f in enumerate(self.relative)}
+        ordered = sorted(rows.values(), key=lambda r: (order.get(r.file, len(order)), r.file))
+        write_rows(self.out_csv, ordered)
+
+
+def _label_in_process(
+    todo: list[tuple[int, Path]],
+    predictor: Predictor,
+    plan: InputPlan,
+    recorder: _Recorder,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    from avsc_core.features import FeatureExtractor
+
+    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
+    for index, path in todo:
+        if cancel and cancel():
+            raise Cancelled()
+        try:
+            result = classify_with(path, predictor, plan, cancel=cancel, extractor=extractor)
+        except Cancelled:
+            raise
+        except Exception as exc:  # one bad file never stops the batch
+            log.debug("labelling %s failed", path, exc_info=True)
+            recorder.record(index, None, failure_reason(exc))
+        else:
+            recorder.record(index, result, None)
+
+
+def _label_with_decoders(
+    todo: list[tuple[int, Path]],
+    workers: int,
+    predictor: Predictor,
+    plan: InputPlan,
+    recorder: _Recorder,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    paths = dict(todo)
+    builders: dict[int, ResultBuilder] = {}
+    failed: set[int] = set()  # failed in the main process; the worker's news is moot
+
+    def fail(index: int, exc: BaseException) -> None:
+        log.debug("labelling %s failed", paths[index], exc_info=exc)
+        builders.pop(index, None)
+        failed.add(index)
+        recorder.record(index, None, failure_reason(exc))
+
+    with DecoderPool(workers, plan) as pool:
+        for event in pool.run(todo, cancel):
+            index = event.index
+            if index in failed:
+                continue
+            try:
+                if event.kind == "info":
+                    builders[index] = ResultBuilder(
+                        paths[index], event.value, predictor.bundle.classes, plan)
+                elif event.kind == "batch":
+                    batch = event.value
+                    builders[index].add(batch, predictor.predict(batch.features, batch.frames))
+                elif event.kind == "done":
+                    recorder.record(index, builders.pop(index).finish(), None)
+                else:
+                    builders.pop(index, None)
+                    recorder.record(index, None, event.value)
+            except Exception as exc:  # noqa: BLE001 - the model failing on one file
+                fail(index, exc)
+            if cancel and cancel():
+                raise Cancelled()
+
+
+def label_folder(
+    folder: str | Path,
+    model: Bundle | Predictor | str | Path,
+    out_csv: str | Path,
+    recursive: bool = False,
+    resume: bool = False,
+    jobs: int = 1,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    on_row: RowCallback | None = None,
+) -> LabelSummary:
+    """Label every media file of ``folder`` into ``out_csv``, with ``params.json`` beside it.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where the files are; CSV paths are relative to it.
+    model : Bundle, Predictor, str or Path
+    out_csv : str or Path
+        The labels CSV (``file,label,confidence,audio_label,visual_label,error``).
+    recursive : bool
+        Also label the files of subfolders.
+    resume : bool
+        Continue an existing ``out_csv``, skipping the files already in it. Without it an
+        existing ``out_csv`` is an error.
+    jobs : int
+        With ``jobs >= 2``, ``jobs - 1`` processes decode files while this one runs the
+        model.
+    segment_seconds, hop_seconds : float, optional
+        As for :func:`avsc_core.inference.classify.classify_file`.
+    progress : callable, optional
+        First ``Progress("label", done, found, {"found", "already_done"})``, then one
+        event per finished file with ``{"file", "label", "error"}``.
+    cancel : callable, optional
+        Polled between files and while decoding; when it returns True the finished rows
+        are kept, the files in progress dropped, and :class:`Cancelled` is raised.
+    on_row : callable, optional
+        ``on_row(row, result)`` after each row is on disk (``result`` is ``None`` for a
+        file that failed).
+
+    Raises
+    ------
+    AvscError
+        Bad folder, no media files, an existing CSV without ``resume``, a CSV started
+        with another model or other settings, a model that cannot be loaded.
+    """
+    folder, out_csv = Path(folder), Path(out_csv)
+    if jobs < 1:
+        raise AvscError(f"--jobs must be at least 1, got {jobs}")
+    files = find_media_files(folder, recursive)
+    if out_csv.is_dir():
+        raise AvscError(f"{out_csv}: is a folder; --out takes a CSV file name")
+    if out_csv.exists() and not resume:
+        raise AvscError(f"{out_csv}: already exists; add --resume to continue it "
+                        "or choose another --out")
+    earlier = read_rows(out_csv) if out_csv.exists() else []
+    if not files:
+        hint = "" if recursive else " (add --recursive to look in subfolders)"
+        raise AvscError(f"{folder}: no audio or video files found{hint}")
+    predictor = load_predictor(model)
+    plan = plan_for(predictor, segment_seconds, hop_seconds)
+    params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs)
+    previous = previous_params(out_csv) if earlier else None
+    check_resume(out_csv, previous, params)
+    params["started"] = previous.get("started", now()) if previous else now()
+    if previous:
+        params["resumed"] = now()
+
+    started = time.monotonic()
+    recorder = _Recorder(out_csv, params, files, folder, earlier, progress, on_row)
+    todo = recorder.todo(files)
+    # A clean start, or the earlier rows without a line cut short by a crash.
+    write_rows(out_csv, earlier)
+    params_file = recorder.save_params(finished=False)
+    if progress:
+        progress(Progress("label", recorder.found_done, len(files),
+                          {"found": len(files), "already_done": recorder.found_done}))
+    workers = min(jobs - 1, len(todo))
+    try:
+        if workers >= 1 and len(todo) > 1:
+            _label_with_decoders(todo, workers, predictor, plan, recorder, cancel)
+        else:
+            _label_in_process(todo, predictor, plan, recorder, cancel)
+    finally:
+        recorder.close()
+        recorder.save_params(finished=False)
+    recorder.rewrite_in_order()
+    recorder.save_params(finished=True)
+    return LabelSummary(
+        out_csv=out_csv,
+        params=params_file,
+        found=len(files),
+        already_done=len(files) - len(todo),
+        labelled=recorder.labelled,
+        failed=recorder.failed,
+        seconds=time.monotonic() - started,
+    )
