@@ -22,12 +22,14 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The main job end to end on built-in data: make a sample dataset, train a tiny
-# two-phase model, evaluate it on its held-out clips, and look at one clip's features.
+# two-phase model, evaluate it on its held-out clips, classify two clips, and render
+# one clip's CQT.
 demo: $(STAMP)
 	@rm -rf $(DEMO); start=$$(date +%s); set -e; \
 	$(AVSC) sample-data $(DEMO)/data --jobs 2; \
 	$(AVSC) train $(DEMO)/data --out $(DEMO)/model --preset tiny --jobs 2; \
 	$(AVSC) evaluate --model $(DEMO)/model $(DEMO)/data --json $(DEMO)/metrics.json --report $(DEMO)/report; \
+	$(AVSC) classify --model $(DEMO)/model $(DEMO)/data/tram/tram-000.mp4 $(DEMO)/data/airport/airport-000.mp4; \
 	$(AVSC) features $(DEMO)/data/bus/bus-000.mp4 --kind cqt --png $(DEMO)/bus-cqt.png; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s: see $(DEMO)/"
 
