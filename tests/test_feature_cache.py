@@ -37,13 +37,11 @@ def test_other_settings_or_content_miss_the_cache(tmp_path, make_media):
     path = make_media("clip.mp4", seconds=2.0, tone_hz=500)
     cache = FeatureCache(tmp_path / "cache")
     default = file_features(path, ("mel",), cache=cache)["mel"]
-    coarse = file_features(
-        path, ("mel",), cache=cache, features=FeatureConfig(n_bins=64)
-    )["mel"]
+    coarse = file_features(path, ("mel",), cache=cache, features=FeatureConfig(n_bins=64))["mel"]
     assert coarse.shape[1] == 64 and default.shape[1] == 128
-    short = file_features(
-        path, ("mel",), cache=cache, media=MediaConfig(segment_seconds=1.0)
-    )["mel"]
+    short = file_features(path, ("mel",), cache=cache, media=MediaConfig(segment_seconds=1.0))[
+        "mel"
+    ]
     assert short.shape[0] == 2
     other = make_media("clip.mp4", seconds=2.0, tone_hz=2000)  # overwrite: new content
     assert not np.array_equal(file_features(other, ("mel",), cache=cache)["mel"], default)

@@ -66,7 +66,12 @@ def test_mel_matches_librosa_on_real_audio(extractor, real_audio):
 
     ours = extractor.spectrograms(real_audio, ("mel",))["mel"]
     reference = librosa.feature.melspectrogram(
-        y=real_audio, sr=SR, n_fft=4096, hop_length=1024, win_length=2560, center=False,
+        y=real_audio,
+        sr=SR,
+        n_fft=4096,
+        hop_length=1024,
+        win_length=2560,
+        center=False,
         n_mels=128,
     )
     assert ours.shape == reference.shape == (2, 128, 309)
@@ -78,8 +83,14 @@ def test_cqt_matches_librosa_on_real_audio(extractor, real_audio):
 
     ours = extractor.spectrograms(real_audio, ("cqt",))["cqt"]
     reference = np.abs(
-        librosa.cqt(real_audio, sr=SR, hop_length=1024, fmin=librosa.note_to_hz("C1"),
-                    n_bins=128, bins_per_octave=16)
+        librosa.cqt(
+            real_audio,
+            sr=SR,
+            hop_length=1024,
+            fmin=librosa.note_to_hz("C1"),
+            n_bins=128,
+            bins_per_octave=16,
+        )
     )
     # librosa centres frames on multiples of the hop; ours start n_fft / 2 later.
     reference = reference[..., 2 : 2 + 309]
@@ -106,4 +117,6 @@ def test_gammatone_matches_fft_gtgram_on_real_audio(real_audio):
 def test_frame_count_follows_the_hop(real_audio):
     extractor = FeatureExtractor(FeatureConfig(hop_length=448), SR)  # the paper's 14 ms
     features = extractor.features(real_audio)
-    assert features["mel"].shape == features["cqt"].shape == (128, 1 + (320000 - 4096) // 448 - 4, 6)
+    assert (
+        features["mel"].shape == features["cqt"].shape == (128, 1 + (320000 - 4096) // 448 - 4, 6)
+    )

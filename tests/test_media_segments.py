@@ -34,7 +34,8 @@ def test_long_file_segments_are_slices_of_the_whole_track(make_media):
     segments = list(iter_segments(path, media))
     end = whole.shape[1] / 32000
     np.testing.assert_allclose(
-        [(s.span.start, s.span.end) for s in segments], [(0, 10), (10, 20), (end - 10, end)],
+        [(s.span.start, s.span.end) for s in segments],
+        [(0, 10), (10, 20), (end - 10, end)],
         atol=0.05,
     )
     for segment in segments:
@@ -45,9 +46,7 @@ def test_long_file_segments_are_slices_of_the_whole_track(make_media):
         assert expected.shape[1] > 320000 - 0.05 * 32000
         np.testing.assert_allclose(segment.audio[:, : expected.shape[1]], expected, atol=1e-6)
         assert segment.frames.shape == (20, 224, 224, 3)
-        np.testing.assert_allclose(
-            segment.frame_times, segment.span.start + np.arange(20) * 0.5
-        )
+        np.testing.assert_allclose(segment.frame_times, segment.span.start + np.arange(20) * 0.5)
 
 
 def test_short_clip_is_padded_by_repetition(make_media):

@@ -33,7 +33,9 @@ def test_mirrored_training_on_two_devices_writes_a_bundle(tiny_dataset, tmp_path
     out = tmp_path / "model"
     run = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tiny_dataset), str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())

@@ -29,7 +29,9 @@ def test_bundle_has_a_valid_manifest_and_all_heads(trained_tiny_model):
     load_bundle(trained_tiny_model).verify()
 
 
-def test_evaluate_follows_the_contract_and_matches_training_metrics(trained_tiny_model, tiny_dataset):
+def test_evaluate_follows_the_contract_and_matches_training_metrics(
+    trained_tiny_model, tiny_dataset
+):
     result = evaluate_model(trained_tiny_model, tiny_dataset, split="test")
     assert set(result["branches"]) == {"audio", "visual", "fused"}
     assert result["classes"] == ["park", "tram"]
@@ -41,7 +43,9 @@ def test_evaluate_follows_the_contract_and_matches_training_metrics(trained_tiny
         assert set(metrics) == {"accuracy", "log_loss", "per_class_accuracy", "confusion"}
         assert np.sum(metrics["confusion"]) == result["n"]
         # The same models through the inference path give the training-time numbers.
-        assert metrics["log_loss"] == pytest.approx(recorded["branches"][branch]["log_loss"], rel=1e-4)
+        assert metrics["log_loss"] == pytest.approx(
+            recorded["branches"][branch]["log_loss"], rel=1e-4
+        )
 
 
 def test_evaluate_uses_the_recorded_split(trained_tiny_model, tiny_dataset):
@@ -93,8 +97,9 @@ def test_cancel_then_resume_loses_no_finished_epoch(tiny_dataset, tmp_path):
 
     # Stop during the second epoch.
     with pytest.raises(Cancelled):
-        train_model(tiny_dataset, out, config, progress=progress,
-                    cancel=lambda: len(epochs_seen) >= 1)
+        train_model(
+            tiny_dataset, out, config, progress=progress, cancel=lambda: len(epochs_seen) >= 1
+        )
     state = TrainState.load(out / "training" / "state.json")
     assert state.steps["phase1/aud-gam"].epochs_done == 1
     assert (out / "training" / "checkpoints" / "aud-gam.last.keras").exists()

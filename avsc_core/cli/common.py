@@ -15,8 +15,9 @@ LAYOUTS = ("auto", "folders", "csv", "tau2021")
 
 
 def add_layout_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto",
-                        help="dataset layout (default: detect it)")
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default="auto", help="dataset layout (default: detect it)"
+    )
 
 
 class _Printer(TerminalProgress):

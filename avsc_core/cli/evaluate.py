@@ -21,14 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_layout_argument(parser)
     parser.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON")
-    parser.add_argument("--report", type=Path, metavar="DIR",
-                        help="also write confusion-matrix and training-curve images")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write confusion-matrix and training-curve images",
+    )
     parser.set_defaults(func=run)
 
 
 def format_metrics(result: dict) -> str:
-    lines = [f"{result['n']} clips ({result['split']} split)",
-             f"{'branch':8} {'accuracy':>9} {'log loss':>9}"]
+    lines = [
+        f"{result['n']} clips ({result['split']} split)",
+        f"{'branch':8} {'accuracy':>9} {'log loss':>9}",
+    ]
     for branch, metrics in result["branches"].items():
         if metrics is None:
             lines.append(f"{branch:8} {'-':>9} {'-':>9}")

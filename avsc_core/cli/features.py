@@ -25,11 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="save the features as .npy")
     parser.add_argument("--png", type=Path, help="save a labelled spectrogram image")
     parser.add_argument(
-        "--segment-seconds", type=float, default=MediaConfig.segment_seconds,
+        "--segment-seconds",
+        type=float,
+        default=MediaConfig.segment_seconds,
         help="segment length in seconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--hop-seconds", type=float, default=None,
+        "--hop-seconds",
+        type=float,
+        default=None,
         help="distance between segment starts (default: the segment length)",
     )
     parser.set_defaults(func=run)
@@ -49,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     )
     extractor = FeatureExtractor(FeatureConfig(), media.sample_rate)
     info = probe(args.file)
-    features = file_features(
-        args.file, (args.kind,), media=media, info=info, extractor=extractor
-    )[args.kind]
+    features = file_features(args.file, (args.kind,), media=media, info=info, extractor=extractor)[
+        args.kind
+    ]
     if args.out:
         save_npy(args.out, features)
     if args.png:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "info", help="describe a model bundle",
+        "info",
+        help="describe a model bundle",
         description="Classes, backbones (with parameter counts), fusion, feature settings "
         "and training metrics of a model bundle.",
     )
@@ -42,8 +43,10 @@ def describe(model: Path, brief: bool = False) -> str:
                 f"  {b['name']:9} {b['modality']:7} {b['feature']:7} "
                 f"{b.get('trainable_params', b.get('params', 0)):>12,} trainable parameters"
             )
-        lines.append("heads      " + ", ".join(
-            f"{name} ({' + '.join(h['inputs'])})" for name, h in m["heads"].items()))
+        lines.append(
+            "heads      "
+            + ", ".join(f"{name} ({' + '.join(h['inputs'])})" for name, h in m["heads"].items())
+        )
         f = m["features"]
         media = m["media"]
         lines.append(
@@ -62,10 +65,12 @@ def describe(model: Path, brief: bool = False) -> str:
         )
     for split, entry in m.get("metrics", {}).items():
         branches = entry.get("branches", {})
-        parts = [
-            f"{b} {_metric(branches.get(b), 'accuracy')} acc / {_metric(branches.get(b), 'log_loss')} loss"
-            for b in ("audio", "visual", "fused")
-        ]
+        parts = []
+        for b in ("audio", "visual", "fused"):
+            metrics = branches.get(b)
+            parts.append(
+                f"{b} {_metric(metrics, 'accuracy')} acc / {_metric(metrics, 'log_loss')} loss"
+            )
         lines.append(f"{split:10} n={entry.get('n', 0)}: " + ", ".join(parts))
     return "\n".join(lines)
 

@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"avsc {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Cancelled):
-        hint = " (finished work is saved: run again with --resume)" if args.command in (
-            "train", "label") else ""
+        hint = (
+            " (finished work is saved: run again with --resume)"
+            if args.command in ("train", "label")
+            else ""
+        )
         print(f"avsc {args.command}: stopped{hint}", file=sys.stderr)
         return 130

@@ -20,30 +20,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("data", type=Path, help="dataset root, CSV file or TAU 2021 folder")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL")
     add_layout_argument(parser)
-    parser.add_argument("--preset", choices=("tiny", "paper"), default="paper",
-                        help="network sizes (default: %(default)s; tiny is for tests and demos)")
+    parser.add_argument(
+        "--preset",
+        choices=("tiny", "paper"),
+        default="paper",
+        help="network sizes (default: %(default)s; tiny is for tests and demos)",
+    )
     parser.add_argument("--strategy", choices=STRATEGIES, default="two-phase")
-    parser.add_argument("--fusion", choices=FUSIONS, default="f4",
-                        help="Phase II fusion (default: %(default)s, the paper's best)")
-    parser.add_argument("--backbones", help="comma-separated subset of aud-mel,aud-gam,"
-                        "aud-cqt,vis-inc,vis-conv (default: all five)")
+    parser.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        default="f4",
+        help="Phase II fusion (default: %(default)s, the paper's best)",
+    )
+    parser.add_argument(
+        "--backbones",
+        help="comma-separated subset of aud-mel,aud-gam,"
+        "aud-cqt,vis-inc,vis-conv (default: all five)",
+    )
     parser.add_argument("--epochs", type=int, help="epochs of both phases")
     parser.add_argument("--phase1-epochs", type=int)
     parser.add_argument("--phase2-epochs", type=int)
-    parser.add_argument("--phase", choices=("1", "2", "all"), default="all",
-                        help="run only Phase I or Phase II (Phase II resumes a Phase I run)")
+    parser.add_argument(
+        "--phase",
+        choices=("1", "2", "all"),
+        default="all",
+        help="run only Phase I or Phase II (Phase II resumes a Phase I run)",
+    )
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--visual-weights", default=None, metavar="imagenet|none|PATH",
-                        help="initial weights of the visual backbones: imagenet (default; "
-                        "cached in the user cache dir), none, or a folder holding the Keras "
-                        "ImageNet weights files (a single file when training one visual "
-                        "backbone); the tiny preset always starts from scratch")
+    parser.add_argument(
+        "--visual-weights",
+        default=None,
+        metavar="imagenet|none|PATH",
+        help="initial weights of the visual backbones: imagenet (default; "
+        "cached in the user cache dir), none, or a folder holding the Keras "
+        "ImageNet weights files (a single file when training one visual "
+        "backbone); the tiny preset always starts from scratch",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="processes decoding and computing features (default: 1)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run at MODEL from its last checkpoint")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes decoding and computing features (default: 1)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run at MODEL from its last checkpoint",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
 
@@ -80,10 +103,17 @@ def run(args: argparse.Namespace) -> int:
     printer = progress_printer()
     with cancel_on_interrupt() as cancelled:
         out = train_model(
-            args.data, args.out, config, layout=args.layout,
-            val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-            resume=args.resume, phases=phases, jobs=args.jobs,
-            progress=printer, cancel=cancelled,
+            args.data,
+            args.out,
+            config,
+            layout=args.layout,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            resume=args.resume,
+            phases=phases,
+            jobs=args.jobs,
+            progress=printer,
+            cancel=cancelled,
         )
     printer.close()
     from avsc_core.cli.info import describe

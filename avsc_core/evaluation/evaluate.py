@@ -74,8 +74,13 @@ def evaluate_model(
     predictor = Predictor(bundle)
     kinds, frames = predictor.needs()
     preparation = prepare_clips(
-        clips, bundle.media, bundle.features, kinds=kinds, frames=frames,
-        progress=progress, cancel=cancel,
+        clips,
+        bundle.media,
+        bundle.features,
+        kinds=kinds,
+        frames=frames,
+        progress=progress,
+        cancel=cancel,
     )
     lookup = {c: i for i, c in enumerate(classes)}
     labels: dict[str, list[int]] = {b: [] for b in ("audio", "visual", "fused")}
@@ -86,7 +91,8 @@ def evaluate_model(
         n = prepared.segments
         features = (
             {k: np.load(p, mmap_mode="r")[:n] for k, p in prepared.features.items()}
-            if prepared.features else None
+            if prepared.features
+            else None
         )
         frame_array = np.load(prepared.frames, mmap_mode="r")[:n] if prepared.frames else None
         result = predictor.predict(features, frame_array)
@@ -96,7 +102,11 @@ def evaluate_model(
                 labels[branch].append(lookup[prepared.clip.label])
                 probs[branch].append(clip_probs)
         if progress:
-            progress(Progress("evaluate", done, len(preparation.clips), {"file": str(prepared.clip.path)}))
+            progress(
+                Progress(
+                    "evaluate", done, len(preparation.clips), {"file": str(prepared.clip.path)}
+                )
+            )
     branches = {
         b: branch_metrics(np.array(labels[b]), np.array(probs[b]), classes) if labels[b] else None
         for b in labels

@@ -37,11 +37,19 @@ def write_report(directory: str | Path, result: dict[str, Any], model: str | Pat
         ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
         ax.set_yticks(range(len(classes)), classes)
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center",
-                    color="white" if count > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                color="white" if count > matrix.max() / 2 else "black",
+            )
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{branch}: accuracy {metrics['accuracy']:.3f}, log loss {metrics['log_loss']:.3f}")
+        ax.set_title(
+            f"{branch}: accuracy {metrics['accuracy']:.3f}, log loss {metrics['log_loss']:.3f}"
+        )
         fig.tight_layout()
         path = directory / f"confusion-{branch}.png"
         _save(fig, path)

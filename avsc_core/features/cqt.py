@@ -56,8 +56,12 @@ class ConstantQ:
         ratio = 2.0 ** (1.0 / bins_per_octave)
         alpha = np.full(n_bins, (ratio**2 - 1) / (ratio**2 + 1))
         lengths, cutoff = librosa.filters.wavelet_lengths(
-            freqs=self.frequencies, sr=sample_rate, window="hann", filter_scale=1,
-            gamma=0, alpha=alpha,
+            freqs=self.frequencies,
+            sr=sample_rate,
+            window="hann",
+            filter_scale=1,
+            gamma=0,
+            alpha=alpha,
         )
         nyquist = sample_rate / 2.0
         if cutoff > nyquist:
@@ -79,15 +83,19 @@ class ConstantQ:
             top = n_bins - n_filters * i
             bottom = max(0, top - n_filters)
             basis, lengths_oct = librosa.filters.wavelet(
-                freqs=self.frequencies[bottom:top], sr=rate, filter_scale=1, norm=1,
-                pad_fft=True, window="hann", gamma=0, alpha=alpha[bottom:top],
+                freqs=self.frequencies[bottom:top],
+                sr=rate,
+                filter_scale=1,
+                norm=1,
+                pad_fft=True,
+                window="hann",
+                gamma=0,
+                alpha=alpha[bottom:top],
             )
             n_fft = basis.shape[1]
             basis *= lengths_oct[:, None] / float(n_fft)
             fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
-            fft_basis = librosa.util.sparsify_rows(
-                fft_basis, quantile=sparsity, dtype=np.complex64
-            )
+            fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=sparsity, dtype=np.complex64)
             fft_basis = (fft_basis * np.sqrt(sample_rate / rate)).tocsr()
             halve = hop % 2 == 0
             self._octaves.append((bottom, fft_basis, n_fft, hop, halve))

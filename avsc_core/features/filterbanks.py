@@ -35,9 +35,7 @@ def gammatone_filters(sample_rate: int, n_fft: int, n_bins: int, fmin: float) ->
     """
     from gammatone.fftweight import fft_weights
 
-    weights, _ = fft_weights(
-        n_fft, sample_rate, n_bins, 1, fmin, sample_rate / 2, n_fft // 2 + 1
-    )
+    weights, _ = fft_weights(n_fft, sample_rate, n_bins, 1, fmin, sample_rate / 2, n_fft // 2 + 1)
     weights = (weights / n_fft).astype(np.float32)
     weights.flags.writeable = False
     return weights

@@ -46,8 +46,14 @@ def render_spectrogram_png(
     positions, labels = frequency_ticks(frequencies)
     for ax, channel, name in zip(axes[:, 0], log_spec, names):
         image = ax.imshow(
-            channel, origin="lower", aspect="auto", extent=extent, cmap="magma",
-            vmin=vmin, vmax=vmax, interpolation="nearest",
+            channel,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="magma",
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
         )
         ax.set_yticks(positions, labels)
         ax.set_ylabel("frequency (Hz)")

@@ -22,7 +22,9 @@ def analysis_window(n_fft: int, win_length: int) -> np.ndarray:
     return padded
 
 
-def frame_signal(audio: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
+def frame_signal(
+    audio: np.ndarray, frame_length: int, hop_length: int, n_frames: int
+) -> np.ndarray:
     """``n_frames`` overlapping frames as a strided view: ``(..., n_frames, frame_length)``."""
     return np.lib.stride_tricks.sliding_window_view(audio, frame_length, axis=-1)[
         ..., : n_frames * hop_length : hop_length, :

@@ -70,9 +70,7 @@ def iter_frames_at(
                     continue
                 if origin is None:
                     start = stream.start_time
-                    origin = (
-                        float(start * stream.time_base) if start is not None else frame.time
-                    )
+                    origin = float(start * stream.time_base) if start is not None else frame.time
                     origin = min(origin, frame.time)
                 t = frame.time - origin
                 while index < len(times) and times[index] < t:

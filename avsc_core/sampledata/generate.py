@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +129,13 @@ def generate_sample_dataset(
 
     digits = max(3, len(str(per_class - 1)))
     tasks = [
-        (out / name / f"{name}-{clip:0{digits}d}.mp4", name, seconds,
-         _clip_seed(seed, name, clip), clip_format)
+        (
+            out / name / f"{name}-{clip:0{digits}d}.mp4",
+            name,
+            seconds,
+            _clip_seed(seed, name, clip),
+            clip_format,
+        )
         for name in names
         for clip in range(per_class)
     ]

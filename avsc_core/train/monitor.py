@@ -102,10 +102,17 @@ class TrainingMonitor(keras.callbacks.Callback):
             self.step.best_epoch = epoch
             self.model.save_weights(self.best_path)
         self.step.epochs_done = epoch + 1
-        self.step.history.append({"epoch": epoch + 1, **logs, "seconds": time.monotonic() - self._epoch_start})
+        self.step.history.append(
+            {"epoch": epoch + 1, **logs, "seconds": time.monotonic() - self._epoch_start}
+        )
         self.state.save()
         self._emit(
             epoch + 1,
-            {"event": "epoch", "epoch": epoch + 1, "metrics": logs, "eta": self._eta(epoch, 1.0),
-             "best_epoch": self.step.best_epoch + 1},
+            {
+                "event": "epoch",
+                "epoch": epoch + 1,
+                "metrics": logs,
+                "eta": self._eta(epoch, 1.0),
+                "best_epoch": self.step.best_epoch + 1,
+            },
         )

@@ -119,7 +119,10 @@ def train_backbone(
             step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
             input_shape = None if spec.feature == "frames" else feature_shape(media, features)
             model = build_backbone(
-                name, config.preset, len(classes), input_shape,
+                name,
+                config.preset,
+                len(classes),
+                input_shape,
                 visual_weights_argument(config, name) if spec.modality == "visual" else None,
             )
             compile_backbone(model, learning_rate)
@@ -129,12 +132,17 @@ def train_backbone(
     train_ds = item_dataset(
         train_items, len(classes), batch, True, seed, config.mixup_alpha, counter
     )
-    val_ds = (
-        item_dataset(val_items, len(classes), batch, False, seed) if val_items else None
-    )
+    val_ds = item_dataset(val_items, len(classes), batch, False, seed) if val_items else None
     monitor = TrainingMonitor(
-        f"phase1:{name}", config.phase1_epochs, math.ceil(len(train_items) / batch),
-        state, step, last, best, progress, cancel,
+        f"phase1:{name}",
+        config.phase1_epochs,
+        math.ceil(len(train_items) / batch),
+        state,
+        step,
+        last,
+        best,
+        progress,
+        cancel,
     )
     if step.epochs_done < config.phase1_epochs:
         model.fit(

@@ -114,7 +114,9 @@ def compute_embeddings(
                 )
                 for kind, key in ((1, "emb1"), (2, "emb2")):
                     if kind not in rows:
-                        rows[kind] = np.full((len(clip_index), out[key].shape[1]), np.nan, np.float32)
+                        rows[kind] = np.full(
+                            (len(clip_index), out[key].shape[1]), np.nan, np.float32
+                        )
                     rows[kind][starts[i] : starts[i + 1]] = out[key]
             done += 1
             if progress:
@@ -185,13 +187,24 @@ def train_head(
     )
     val_ds = array_dataset(x_val, y_val, len(classes), batch, False, seed) if len(y_val) else None
     monitor = TrainingMonitor(
-        f"phase2:{head}", config.phase2_epochs, math.ceil(len(y_train) / batch),
-        state, step, last, best, progress, cancel,
+        f"phase2:{head}",
+        config.phase2_epochs,
+        math.ceil(len(y_train) / batch),
+        state,
+        step,
+        last,
+        best,
+        progress,
+        cancel,
     )
     if step.epochs_done < config.phase2_epochs:
         model.fit(
-            train_ds, validation_data=val_ds, epochs=config.phase2_epochs,
-            initial_epoch=step.epochs_done, callbacks=[monitor], verbose=0,
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.phase2_epochs,
+            initial_epoch=step.epochs_done,
+            callbacks=[monitor],
+            verbose=0,
         )
         if monitor.cancelled:
             raise Cancelled()

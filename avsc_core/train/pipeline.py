@@ -130,7 +130,9 @@ def item_dataset(
     return ds.prefetch(2)
 
 
-def _with_mixup(ds: tf.data.Dataset, alpha: float, seed: int, counter: list[int]) -> tf.data.Dataset:
+def _with_mixup(
+    ds: tf.data.Dataset, alpha: float, seed: int, counter: list[int]
+) -> tf.data.Dataset:
     def mix(i: tf.Tensor, batch: tuple) -> tuple:
         # The epoch and the batch index give each batch its own, reproducible seed.
         epoch = tf.py_function(lambda: counter[0], [], tf.int64)
@@ -156,6 +158,8 @@ def array_dataset(
     ds = ds.batch(batch_size)
     if mixup_alpha > 0:
         ds = ds.enumerate().map(
-            lambda i, batch: mixup(batch[0], batch[1], mixup_alpha, tf.stack([tf.cast(seed, tf.int64), i]))
+            lambda i, batch: mixup(
+                batch[0], batch[1], mixup_alpha, tf.stack([tf.cast(seed, tf.int64), i])
+            )
         )
     return ds.prefetch(2)

@@ -128,8 +128,12 @@ def prepare_clips(
             failures.append((clips[index], error or "unknown error"))
         if progress:
             progress(
-                Progress("prepare", len(done) + len(failures), total,
-                         {"file": str(clips[index].path), "error": error})
+                Progress(
+                    "prepare",
+                    len(done) + len(failures),
+                    total,
+                    {"file": str(clips[index].path), "error": error},
+                )
             )
 
     if jobs <= 1 or total <= 1:

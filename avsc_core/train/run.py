@@ -34,8 +34,14 @@ PHASES = ("1", "2")
 
 
 def _start_or_resume(
-    data: str | Path, out: Path, config: TrainConfig, media: MediaConfig,
-    features: FeatureConfig, layout: str, val_fraction: float, test_fraction: float,
+    data: str | Path,
+    out: Path,
+    config: TrainConfig,
+    media: MediaConfig,
+    features: FeatureConfig,
+    layout: str,
+    val_fraction: float,
+    test_fraction: float,
     resume: bool,
 ) -> TrainState:
     state_path = out / "training" / "state.json"
@@ -67,8 +73,11 @@ def _start_or_resume(
 
 
 def preparation_report(
-    dataset: Dataset, preparation: Preparation, media: MediaConfig,
-    kinds: tuple[str, ...], frames: bool,
+    dataset: Dataset,
+    preparation: Preparation,
+    media: MediaConfig,
+    kinds: tuple[str, ...],
+    frames: bool,
 ) -> DatasetReport:
     """The dataset check, from what decoding every clip found."""
     usable = preparation.clips
@@ -83,8 +92,11 @@ def preparation_report(
 
 
 def _clip_metrics(
-    probs_by_row: np.ndarray, clip_index: np.ndarray, clips: Sequence[PreparedClip],
-    classes: Sequence[str], split: str,
+    probs_by_row: np.ndarray,
+    clip_index: np.ndarray,
+    clips: Sequence[PreparedClip],
+    classes: Sequence[str],
+    split: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     lookup = {c: i for i, c in enumerate(classes)}
     labels, probs = [], []
@@ -100,8 +112,11 @@ def _clip_metrics(
 
 
 def _head_metrics(
-    heads: dict[str, tuple[Path, list[str]]], embeddings, clips: Sequence[PreparedClip],
-    classes: Sequence[str], config: TrainConfig,
+    heads: dict[str, tuple[Path, list[str]]],
+    embeddings,
+    clips: Sequence[PreparedClip],
+    classes: Sequence[str],
+    config: TrainConfig,
 ) -> dict[str, Any]:
     """Clip-level metrics of each branch on the validation and test splits."""
     import keras
@@ -129,16 +144,23 @@ def _head_metrics(
             labels, probs = _clip_metrics(
                 branch_probs[branch], embeddings.clip_index, clips, classes, split
             )
-            entry["branches"][branch] = branch_metrics(labels, probs, classes) if len(labels) else None
+            entry["branches"][branch] = (
+                branch_metrics(labels, probs, classes) if len(labels) else None
+            )
             entry["n"] = max(entry.get("n", 0), len(labels))
         result[split] = entry
     return result
 
 
 def _write_manifest(
-    out: Path, state: TrainState, dataset: Dataset, backbone_files: dict[str, Path],
-    head_files: dict[str, tuple[Path, list[str]]], metrics: dict[str, Any],
-    preparation_failures: list, devices: int,
+    out: Path,
+    state: TrainState,
+    dataset: Dataset,
+    backbone_files: dict[str, Path],
+    head_files: dict[str, tuple[Path, list[str]]],
+    metrics: dict[str, Any],
+    preparation_failures: list,
+    devices: int,
 ) -> None:
     import keras
 
@@ -218,8 +240,15 @@ def train_model(
     if config.strategy == "joint":
         raise AvscError("the joint-optimisation strategy is not available yet; use two-phase")
     state = _start_or_resume(
-        data, out, config, media or MediaConfig(), features or FeatureConfig(), layout,
-        val_fraction, test_fraction, resume,
+        data,
+        out,
+        config,
+        media or MediaConfig(),
+        features or FeatureConfig(),
+        layout,
+        val_fraction,
+        test_fraction,
+        resume,
     )
     config = TrainConfig.from_dict(state.settings["config"])
     media = MediaConfig.from_dict(state.settings["media"])
@@ -231,15 +260,27 @@ def train_model(
 
     for name in config.visual_backbones:
         visual_weights_argument(config, name)  # a wrong weights option fails before decoding
-    kinds = tuple(dict.fromkeys(
-        backbone_spec(b).feature for b in config.backbones if backbone_spec(b).modality == "audio"
-    ))
+    kinds = tuple(
+        dict.fromkeys(
+            backbone_spec(b).feature
+            for b in config.backbones
+            if backbone_spec(b).modality == "audio"
+        )
+    )
     preparation = prepare_clips(
-        dataset.clips, media, features, kinds=kinds, frames=bool(config.visual_backbones),
-        jobs=jobs, progress=progress, cancel=cancel,
+        dataset.clips,
+        media,
+        features,
+        kinds=kinds,
+        frames=bool(config.visual_backbones),
+        jobs=jobs,
+        progress=progress,
+        cancel=cancel,
     )
     if progress:
-        report = preparation_report(dataset, preparation, media, kinds, bool(config.visual_backbones))
+        report = preparation_report(
+            dataset, preparation, media, kinds, bool(config.visual_backbones)
+        )
         progress(Progress("check", 1, 1, {"report": report.format()}))
     clips = preparation.clips
     train = [c for c in clips if c.clip.split == "train"]
@@ -255,8 +296,18 @@ def train_model(
     for name in config.backbones:
         if "1" in phases or state.step(f"phase1/{name}").finished:
             backbone_files[name] = train_backbone(
-                name, train, val, classes, config, media, features, out, state,
-                distribution, progress, cancel,
+                name,
+                train,
+                val,
+                classes,
+                config,
+                media,
+                features,
+                out,
+                state,
+                distribution,
+                progress,
+                cancel,
             )
     if "2" not in phases:
         return out
@@ -264,7 +315,13 @@ def train_model(
     if missing:
         raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
 
-    from avsc_core.train.phase2 import HEADS, Embeddings, compute_embeddings, head_inputs, train_head
+    from avsc_core.train.phase2 import (
+        HEADS,
+        Embeddings,
+        compute_embeddings,
+        head_inputs,
+        train_head,
+    )
 
     cache_file = out / "training" / "embeddings.npz"
     embeddings_step = state.step("phase2:embeddings")
@@ -281,14 +338,29 @@ def train_model(
         if not inputs:
             continue
         path = train_head(
-            head, inputs, embeddings, clips, classes, config, out, state, distribution,
-            progress, cancel,
+            head,
+            inputs,
+            embeddings,
+            clips,
+            classes,
+            config,
+            out,
+            state,
+            distribution,
+            progress,
+            cancel,
         )
         if path is not None:
             head_files[head] = (path, inputs)
     metrics = _head_metrics(head_files, embeddings, clips, classes, config)
     _write_manifest(
-        out, state, dataset, backbone_files, head_files, metrics, preparation.failures,
+        out,
+        state,
+        dataset,
+        backbone_files,
+        head_files,
+        metrics,
+        preparation.failures,
         distribution.num_replicas_in_sync,
     )
     shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)

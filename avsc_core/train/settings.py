@@ -83,8 +83,13 @@ class TrainConfig(_Settings):
         base: dict[str, Any] = {"preset": preset}
         if preset == "tiny":
             base.update(
-                phase1_epochs=10, phase2_epochs=30, batch_size=8, visual_lr=1e-3,
-                audio_lr=2e-3, fusion_lr=1e-2, visual_weights="none",
+                phase1_epochs=10,
+                phase2_epochs=30,
+                batch_size=8,
+                visual_lr=1e-3,
+                audio_lr=2e-3,
+                fusion_lr=1e-2,
+                visual_weights="none",
             )
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
