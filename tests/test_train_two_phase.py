@@ -38,6 +38,9 @@ def test_evaluate_follows_the_contract_and_matches_training_metrics(
     manifest = json.loads((trained_tiny_model / "manifest.json").read_text())
     recorded = manifest["metrics"]["test"]
     assert result["n"] == recorded["n"] > 0
+    assert len(result["clips"]) == result["n"]
+    for row in result["clips"]:
+        assert row["label"] in ("park", "tram") and row["predicted"]["fused"] in ("park", "tram")
     for branch in ("audio", "visual", "fused"):
         metrics = result["branches"][branch]
         assert set(metrics) == {"accuracy", "log_loss", "per_class_accuracy", "confusion"}

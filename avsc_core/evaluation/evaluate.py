@@ -52,8 +52,10 @@ def evaluate_model(
     -------
     dict
         ``{"n", "classes", "split", "branches": {"audio": M, "visual": M, "fused": M},
-        "skipped": [...]}`` with ``M`` from :func:`branch_metrics` (``None`` for a branch
-        that could not run on any clip).
+        "clips": [...], "skipped": [...]}`` with ``M`` from :func:`branch_metrics`
+        (``None`` for a branch that could not run on any clip); each of ``clips`` is
+        ``{"file", "label", "predicted": {branch: class | None}, "confidence": {branch:
+        p | None}}``, so a confusion cell can list its clips.
     """
     from avsc_core.inference.predictor import Predictor, clip_probabilities
     from avsc_core.train.prepare import prepare_clips
@@ -85,6 +87,7 @@ def evaluate_model(
     lookup = {c: i for i, c in enumerate(classes)}
     labels: dict[str, list[int]] = {b: [] for b in ("audio", "visual", "fused")}
     probs: dict[str, list[np.ndarray]] = {b: [] for b in labels}
+    rows: list[dict[str, Any]] = []
     for done, prepared in enumerate(preparation.clips, 1):
         if cancel and cancel():
             raise Cancelled()
@@ -96,11 +99,23 @@ def evaluate_model(
         )
         frame_array = np.load(prepared.frames, mmap_mode="r")[:n] if prepared.frames else None
         result = predictor.predict(features, frame_array)
-        for branch, segment_probs in result.branches.items():
-            clip_probs = clip_probabilities(segment_probs)
-            if clip_probs is not None:
-                labels[branch].append(lookup[prepared.clip.label])
-                probs[branch].append(clip_probs)
+        row: dict[str, Any] = {
+            "file": dataset.relative(prepared.clip.path),
+            "label": prepared.clip.label,
+            "predicted": {},
+            "confidence": {},
+        }
+        for branch in labels:
+            clip_probs = clip_probabilities(result.branches.get(branch))
+            if clip_probs is None:
+                row["predicted"][branch] = row["confidence"][branch] = None
+                continue
+            best = int(np.argmax(clip_probs))
+            row["predicted"][branch] = classes[best]
+            row["confidence"][branch] = float(clip_probs[best])
+            labels[branch].append(lookup[prepared.clip.label])
+            probs[branch].append(clip_probs)
+        rows.append(row)
         if progress:
             progress(
                 Progress(
@@ -116,5 +131,6 @@ def evaluate_model(
         "classes": classes,
         "split": split,
         "branches": branches,
+        "clips": rows,
         "skipped": [{"file": str(c.path), "reason": r} for c, r in preparation.failures],
     }
