@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 AVSC := $(PY) -m avsc_core
 STAMP := $(VENV)/.installed
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export QT_QPA_PLATFORM ?= offscreen
 DEMO := demo-out
 

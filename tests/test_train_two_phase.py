@@ -105,7 +105,7 @@ def test_cancel_then_resume_loses_no_finished_epoch(tiny_dataset, tmp_path):
         )
     state = TrainState.load(out / "training" / "state.json")
     assert state.steps["phase1/aud-gam"].epochs_done == 1
-    assert (out / "training" / "checkpoints" / "aud-gam.last.keras").exists()
+    assert (out / "training" / "checkpoints" / "aud-gam.last.npz").exists()
     with pytest.raises(AvscError, match="--resume"):
         train_model(tiny_dataset, out, config)
 

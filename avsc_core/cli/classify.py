@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -23,12 +22,6 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         help="distance between segment starts (default: the model's hop, or the segment "
         "length when --segment-seconds is given)",
     )
-
-
-def quiet_tensorflow(debug: bool) -> None:
-    """TensorFlow's Python-side warnings (function retracing...) are noise to a user."""
-    if not debug:
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def say(stream: TextIO, text: str) -> None:
@@ -85,8 +78,6 @@ class Table:
 
 def run(args: argparse.Namespace) -> int:
     from avsc_core.inference.classify import classify_files, load_predictor
-
-    quiet_tensorflow(args.debug)
     predictor = load_predictor(args.model)
     table = Table(args.files, predictor.bundle.classes)
     printer = progress_printer()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from avsc_core.cli.classify import add_segment_arguments, quiet_tensorflow, say
+from avsc_core.cli.classify import add_segment_arguments, say
 from avsc_core.cli.common import cancel_on_interrupt, progress_printer
 from avsc_core.progress import Progress
 
@@ -37,8 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avsc_core.label import label_folder
-
-    quiet_tensorflow(args.debug)
     bar = progress_printer()
 
     def progress(event: Progress) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from avsc_core import __version__
@@ -58,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.debug:
+        # TensorFlow's and Keras's Python-side warnings (function retracing, data
+        # adapters) are about our code, not the user's input.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"keras\..*")
+        warnings.filterwarnings("ignore", module=r"tensorflow\..*")
     try:
         return int(args.func(args) or 0)
     except AvscError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from avsc_core.progress import Progress, ProgressCallback
+from avsc_core.train.checkpoint import save_checkpoint, save_weights
 from avsc_core.train.state import StepState, TrainState
 
 
@@ -22,7 +23,7 @@ def score(logs: dict[str, float]) -> list[float]:
 class TrainingMonitor(keras.callbacks.Callback):
     """Progress events, a cancel flag polled every batch, and a checkpoint per epoch.
 
-    After each completed epoch the model (with its optimizer state) is saved to
+    After each completed epoch the model's weights and optimizer state are saved to
     ``last_path``, the weights of the best epoch so far to ``best_path``, and the journal
     is updated. An epoch interrupted by cancel is not recorded, so a resume repeats it.
     """
@@ -95,12 +96,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         if self.cancelled:
             return
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.model.save(self.last_path)
+        save_checkpoint(self.model, self.last_path)
         current = score(logs)
         if self.step.best_score is None or current > self.step.best_score:
             self.step.best_score = current
             self.step.best_epoch = epoch
-            self.model.save_weights(self.best_path)
+            save_weights(self.model, self.best_path)
         self.step.epochs_done = epoch + 1
         self.step.history.append(
             {"epoch": epoch + 1, **logs, "seconds": time.monotonic() - self._epoch_start}

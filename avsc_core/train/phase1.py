@@ -21,6 +21,7 @@ from avsc_core.errors import AvscError
 from avsc_core.models import build_backbone, scene_loss
 from avsc_core.models.presets import backbone_spec
 from avsc_core.progress import Cancelled, ProgressCallback
+from avsc_core.train.checkpoint import load_checkpoint, load_weights
 from avsc_core.train.monitor import TrainingMonitor
 from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
 from avsc_core.train.prepare import PreparedClip
@@ -101,8 +102,8 @@ def train_backbone(
     checkpoints = workdir / "training" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     final.parent.mkdir(parents=True, exist_ok=True)
-    last = checkpoints / f"{name}.last.keras"
-    best = checkpoints / f"{name}.best.weights.h5"
+    last = checkpoints / f"{name}.last.npz"
+    best = checkpoints / f"{name}.best.npz"
 
     spec = backbone_spec(name)
     train_items = backbone_items(name, train, classes, media)
@@ -112,20 +113,21 @@ def train_backbone(
     learning_rate = config.visual_lr if spec.modality == "visual" else config.audio_lr
     seed = backbone_seed(config.seed, name)
     keras.utils.set_random_seed(seed)
+    resuming = step.epochs_done > 0 and last.exists()
     with distribution.scope():
-        if step.epochs_done > 0 and last.exists():
-            model = keras.saving.load_model(last, safe_mode=True)
+        input_shape = None if spec.feature == "frames" else feature_shape(media, features)
+        model = build_backbone(
+            name,
+            config.preset,
+            len(classes),
+            input_shape,
+            visual_weights_argument(config, name) if spec.modality == "visual" else None,
+        )
+        compile_backbone(model, learning_rate)
+        if resuming:
+            load_checkpoint(model, last)
         else:
             step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
-            input_shape = None if spec.feature == "frames" else feature_shape(media, features)
-            model = build_backbone(
-                name,
-                config.preset,
-                len(classes),
-                input_shape,
-                visual_weights_argument(config, name) if spec.modality == "visual" else None,
-            )
-            compile_backbone(model, learning_rate)
 
     counter = [step.epochs_done]
     batch = config.batch_size * distribution.num_replicas_in_sync
@@ -156,7 +158,7 @@ def train_backbone(
         if monitor.cancelled:
             raise Cancelled()
     if best.exists():
-        model.load_weights(best)
+        load_weights(model, best)
     model.save(final)
     step.finished = True
     state.save()

@@ -23,6 +23,7 @@ from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, r
 from avsc_core.models import build_fusion_head, scene_loss
 from avsc_core.models.presets import backbone_spec, modality_of
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.train.checkpoint import load_checkpoint, load_weights
 from avsc_core.train.monitor import TrainingMonitor
 from avsc_core.train.phase1 import backbone_seed
 from avsc_core.train.pipeline import array_dataset
@@ -150,8 +151,8 @@ def train_head(
     final.parent.mkdir(parents=True, exist_ok=True)
     checkpoints = workdir / "training" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    last = checkpoints / f"head-{head}.last.keras"
-    best = checkpoints / f"head-{head}.best.weights.h5"
+    last = checkpoints / f"head-{head}.last.npz"
+    best = checkpoints / f"head-{head}.best.npz"
 
     kind = config.embedding_type
     lookup = {c: i for i, c in enumerate(classes)}
@@ -169,18 +170,19 @@ def train_head(
         return None
     seed = backbone_seed(config.seed, f"head-{head}")
     keras.utils.set_random_seed(seed)
+    resuming = step.epochs_done > 0 and last.exists()
     with distribution.scope():
-        if step.epochs_done > 0 and last.exists():
-            model = keras.saving.load_model(last, safe_mode=True)
+        dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
+        model = build_fusion_head(config.fusion, dims, inputs, len(classes))
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.fusion_lr),
+            loss=scene_loss(),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        if resuming:
+            load_checkpoint(model, last)
         else:
             step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
-            dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
-            model = build_fusion_head(config.fusion, dims, inputs, len(classes))
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.fusion_lr),
-                loss=scene_loss(),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            )
     batch = config.batch_size * distribution.num_replicas_in_sync
     train_ds = array_dataset(
         x_train, y_train, len(classes), batch, True, seed + step.epochs_done, config.mixup_alpha
@@ -209,7 +211,7 @@ def train_head(
         if monitor.cancelled:
             raise Cancelled()
     if best.exists():
-        model.load_weights(best)
+        load_weights(model, best)
     model.save(final)
     step.finished = True
     state.save()

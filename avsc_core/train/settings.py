@@ -84,7 +84,7 @@ class TrainConfig(_Settings):
         if preset == "tiny":
             base.update(
                 phase1_epochs=10,
-                phase2_epochs=30,
+                phase2_epochs=20,
                 batch_size=8,
                 visual_lr=1e-3,
                 audio_lr=2e-3,
