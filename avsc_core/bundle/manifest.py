@@ -3,6 +3,10 @@
 A bundle is data, not code: the manifest is JSON, the networks are ``.keras`` files loaded
 in safe mode (no Python lambdas, nothing unpickled), and each file's SHA-256 is checked
 before loading, so a truncated copy or a swapped file is refused with a clear message.
+
+An optional ``exports`` dict holds optimised copies of the same networks written by
+``avsc export`` (:mod:`avsc_core.export`), keyed ``"<format>-<precision>"``, each file with
+its checksum like the Keras files.
 """
 
 from __future__ import annotations
@@ -73,8 +77,9 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
         raise BundleError(
-            path, f"model format version {version} is not supported by this avsc "
-            f"(supports up to {SCHEMA_VERSION}); update avsc"
+            path,
+            f"model format version {version} is not supported by this avsc "
+            f"(supports up to {SCHEMA_VERSION}); update avsc",
         )
     strategy = _require(data, "strategy", str, path)
     if strategy not in STRATEGIES:
@@ -89,14 +94,71 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     backbones = _require(data, "backbones", list, path)
     heads = _require(data, "heads", dict, path)
     for entry in [*backbones, *heads.values()]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise BundleError(path, "every model entry needs a 'file'")
-        if not isinstance(entry.get("sha256"), str):
-            raise BundleError(path, f"{entry.get('file')}: no checksum in the manifest")
-        target = (root / entry["file"]).resolve()
-        if root.resolve() not in target.parents:
-            raise BundleError(path, f"{entry['file']}: points outside the bundle")
+        _check_file_entry(root, path, entry)
+    exports = data.get("exports", {})
+    if not isinstance(exports, dict):
+        raise BundleError(path, "manifest 'exports' should be a dict")
+    for key, export in exports.items():
+        _check_export(root, path, key, export)
     return data
+
+
+def _check_file_entry(root: Path, path: Path, entry: Any) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise BundleError(path, "every model entry needs a 'file'")
+    if not isinstance(entry.get("sha256"), str):
+        raise BundleError(path, f"{entry.get('file')}: no checksum in the manifest")
+    target = (root / entry["file"]).resolve()
+    if root.resolve() not in target.parents:
+        raise BundleError(path, f"{entry['file']}: points outside the bundle")
+
+
+def _check_export(root: Path, path: Path, key: str, export: Any) -> None:
+    """An ``exports`` entry: its format, precision and one file per backbone and head."""
+    if not isinstance(export, dict):
+        raise BundleError(path, f"export {key!r} should be a dict")
+    for field in ("format", "precision"):
+        if not isinstance(export.get(field), str):
+            raise BundleError(path, f"export {key!r} has no '{field}'")
+    if key != export_key(export["format"], export["precision"]):
+        raise BundleError(path, f"export {key!r} does not match its format and precision")
+    networks = [
+        *export.get("backbones", {}).values(),
+        *export.get("heads", {}).values(),
+    ]
+    if not networks:
+        raise BundleError(path, f"export {key!r} lists no files")
+    for entry in networks:
+        _check_file_entry(root, path, entry)
+        if not isinstance(entry.get("inputs"), dict) or not isinstance(entry.get("batch"), int):
+            raise BundleError(path, f"{entry['file']}: export entry needs 'inputs' and 'batch'")
+
+
+def export_key(format: str, precision: str) -> str:
+    """The ``manifest["exports"]`` key of an export, e.g. ``"tflite-int8"``."""
+    return f"{format}-{precision}"
+
+
+def record_export(root: str | Path, key: str, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """Add (or with ``entry=None`` remove) ``manifest["exports"][key]``, atomically.
+
+    Returns
+    -------
+    dict
+        The manifest as written.
+    """
+    from avsc_core.atomic import write_json
+
+    root = Path(root)
+    data = read_manifest(root)
+    exports = dict(data.get("exports", {}))
+    if entry is None:
+        exports.pop(key, None)
+    else:
+        exports[key] = entry
+    data["exports"] = exports
+    write_json(root / MANIFEST, data)
+    return read_manifest(root)
 
 
 def verify_file(root: Path, entry: dict[str, str]) -> Path:

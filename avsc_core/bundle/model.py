@@ -70,9 +70,21 @@ class Bundle:
             raise KeyError(name)
         return self._load(f"head/{name}", self.manifest["heads"][name])
 
+    @property
+    def exports(self) -> dict[str, dict[str, Any]]:
+        """Optimised copies of the networks (``avsc export``), keyed like ``"tflite-int8"``."""
+        return dict(self.manifest.get("exports", {}))
+
+    def export_file(self, entry: dict[str, Any]) -> Path:
+        """The checked path of one exported network (an entry of :attr:`exports`)."""
+        return verify_file(self.root, entry)
+
     def verify(self) -> None:
         """Check every listed file against its checksum."""
-        for entry in [*self.manifest["backbones"], *self.manifest["heads"].values()]:
+        entries = [*self.manifest["backbones"], *self.manifest["heads"].values()]
+        for export in self.exports.values():
+            entries += [*export.get("backbones", {}).values(), *export.get("heads", {}).values()]
+        for entry in entries:
             verify_file(self.root, entry)
 
 

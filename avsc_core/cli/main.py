@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "avsc_core.cli.features",
     "avsc_core.cli.train",
     "avsc_core.cli.evaluate",
+    "avsc_core.cli.export",
     "avsc_core.cli.classify",
     "avsc_core.cli.label",
     "avsc_core.cli.info",

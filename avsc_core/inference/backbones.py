@@ -2,36 +2,60 @@
 
 Training (Phase II embeddings), evaluation and classification all call these, so they
 compute the same numbers for the same input.
+
+A *runner* is any callable mapping a batch of inputs to ``{"emb1", "emb2", "probs"}``
+arrays: :func:`backbone_runner` wraps a Keras backbone, and the exported networks of
+:mod:`avsc_core.export` (TFLite, ONNX) are runners too. A runner may carry a
+``batch_size`` attribute, the batch it was compiled for; the helpers here then feed it
+batches of exactly that size.
 """
 
 from __future__ import annotations
 
-import keras
+from collections.abc import Callable
+
 import numpy as np
 
-from avsc_core.models.heads import EMBEDDING_LAYERS, PROBS_LAYER
-
+# The names of avsc_core.models.heads' layers, repeated here so that running an exported
+# network never imports Keras (and TensorFlow): a large saving in start-up time and memory.
 OUTPUTS = ("emb1", "emb2", "probs")
 
-
-def backbone_runner(model: keras.Model) -> keras.Model:
-    """A model sharing ``model``'s layers with outputs ``emb1``, ``emb2`` and ``probs``."""
-    layers = [EMBEDDING_LAYERS[1], EMBEDDING_LAYERS[2], PROBS_LAYER]
-    outputs = [model.get_layer(name).output for name in layers]
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_outputs")
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-def _predict(runner: keras.Model, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    parts: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
+class KerasBackboneRunner:
+    """A Keras backbone seen as a runner: ``runner(x) -> {"emb1", "emb2", "probs"}``."""
+
+    batch_size: int | None = None
+
+    def __init__(self, model):
+        import keras
+
+        outputs = [model.get_layer(name).output for name in OUTPUTS]
+        self.model = keras.Model(model.input, outputs, name=f"{model.name}_outputs")
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.model.predict_on_batch(np.asarray(x))
+        return {name: np.asarray(out, np.float32) for name, out in zip(OUTPUTS, outputs)}
+
+
+def backbone_runner(model) -> KerasBackboneRunner:
+    """A runner sharing the Keras ``model``'s layers with outputs ``emb1``, ``emb2``, ``probs``."""
+    return KerasBackboneRunner(model)
+
+
+def _predict(runner: Runner, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    batch_size = getattr(runner, "batch_size", None) or batch_size
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUTS}
     for start in range(0, len(x), batch_size):
-        outputs = runner.predict_on_batch(np.asarray(x[start : start + batch_size]))
-        for part, out in zip(parts, outputs):
-            part.append(np.asarray(out, np.float32))
-    return [np.concatenate(p) for p in parts]
+        outputs = runner(np.asarray(x[start : start + batch_size]))
+        for name in OUTPUTS:
+            parts[name].append(np.asarray(outputs[name], np.float32))
+    return {name: np.concatenate(p) for name, p in parts.items()}
 
 
 def run_audio_backbone(
-    runner: keras.Model, features: np.ndarray, batch_size: int = 16
+    runner: Runner, features: np.ndarray, batch_size: int = 16
 ) -> dict[str, np.ndarray]:
     """Outputs for ``(segments, bins, frames, channels)`` spectrograms.
 
@@ -40,11 +64,11 @@ def run_audio_backbone(
     dict
         ``emb1`` ``(segments, d)``, ``emb2`` and ``probs`` ``(segments, classes)``.
     """
-    return dict(zip(OUTPUTS, _predict(runner, features, batch_size)))
+    return _predict(runner, features, batch_size)
 
 
 def run_visual_backbone(
-    runner: keras.Model, frames: np.ndarray, batch_size: int = 20
+    runner: Runner, frames: np.ndarray, batch_size: int = 20
 ) -> dict[str, np.ndarray]:
     """Outputs for ``(segments, n_frames, h, w, 3)`` frames, averaged over each segment's frames.
 
@@ -54,7 +78,4 @@ def run_visual_backbone(
     segments, n_frames = frames.shape[:2]
     flat = frames.reshape((segments * n_frames, *frames.shape[2:]))
     outputs = _predict(runner, flat, batch_size)
-    return {
-        name: out.reshape(segments, n_frames, -1).mean(axis=1)
-        for name, out in zip(OUTPUTS, outputs)
-    }
+    return {name: out.reshape(segments, n_frames, -1).mean(axis=1) for name, out in outputs.items()}

@@ -1,0 +1,66 @@
+"""Which runtime formats and precisions ``avsc export`` writes, and why not the others.
+
+Measured on the 2-core target CPU (Xeon with AVX-512, VNNI and AVX512-BF16; other work
+running beside it), ``paper`` preset, one real 10-s clip, ``benchmarks/inference.py``:
+
+================  =====  ===========  ===========  =========
+seconds per clip  Keras  tflite-fp32  tflite-int8  onnx-fp32
+================  =====  ===========  ===========  =========
+InceptionV3       0.98   1.31         0.24         0.58
+ConvNeXtTiny      9.95   3.00         0.92         1.72
+three audio nets  0.36   0.30         0.14         0.29
+end to end        11.4   5.3          1.8          3.2
+CPU seconds       18.9   5.8          3.2          6.1
+peak memory (MB)  3344   1387         864          2356
+================  =====  ===========  ===========  =========
+
+What makes the difference on this CPU:
+
+- XNNPACK (TFLite's CPU delegate, two threads) runs the whole fp32 graph; Keras's
+  ConvNeXt spends most of its time in grouped 7x7 convolutions, which TensorFlow runs slowly.
+- ``int8`` is TFLite's *dynamic-range* quantisation: int8 weights, activations quantised
+  per batch row at run time by XNNPACK's QD8 kernels (VNNI dot products). Per 20 frames
+  it took InceptionV3 from 1.35 to 0.40 CPU seconds and ConvNeXtTiny from 4.2 to 1.3
+  (with its grouped convolutions rebuilt as depthwise ones, see :mod:`.graph`; 2.7
+  without). Full-integer quantisation with calibration data was slower (0.54 and 3.2: the
+  quantised LayerNorm and GELU leave XNNPACK) and needs representative clips; dynamic
+  range needs none, so its answers do not depend on which clips were at hand.
+- ``bf16`` is refused: neither TFLite (XNNPACK) nor ONNX Runtime's CPU provider computes
+  in bf16 or fp16 on x86 (bf16 and fp16 TFLite models, with and without XNNPACK's fp16
+  flag, ran at fp32 speed), so it would only lose precision.
+- ONNX is written in fp32 only: ONNX Runtime's int8 options were no faster than TFLite's
+  (static QDQ: InceptionV3 0.52 CPU seconds) or far slower (dynamic: 8.5).
+"""
+
+from __future__ import annotations
+
+from avsc_core.errors import AvscError
+
+FORMATS = ("tflite", "onnx")
+PRECISIONS = ("fp32", "bf16", "int8")
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+
+# ``Predictor(runtime="auto")`` takes the first of these the bundle has: fastest first.
+AUTO_ORDER = ("tflite-int8", "tflite-fp32", "onnx-fp32")
+
+_UNSUPPORTED = {
+    "bf16": "no CPU runtime here computes in bf16 (TFLite and ONNX Runtime run it at fp32 "
+    "speed, so it would only lose precision); use --precision int8 for speed",
+}
+
+
+def check_supported(format: str, precision: str) -> None:
+    """Raise :class:`AvscError` with the reason when ``format``/``precision`` cannot be written."""
+    if format not in FORMATS:
+        raise AvscError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise AvscError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    if precision in _UNSUPPORTED:
+        raise AvscError(f"--precision {precision}: {_UNSUPPORTED[precision]}")
+    if format == "onnx" and precision != "fp32":
+        raise AvscError(
+            f"--format onnx --precision {precision}: ONNX exports are fp32 only; "
+            "use --format tflite for int8"
+        )

@@ -1,0 +1,213 @@
+"""``avsc export``: convert every network of a bundle and record the copies in its manifest.
+
+Files go to ``<bundle>/exports/<format>-<precision>-<stamp>/`` (one ``.tflite``/``.onnx`` per
+backbone and head). The folder is complete before the manifest names it, and a re-export
+replaces the manifest entry before the old folder is deleted, so a bundle never points at
+half-written files. Each network is checked against its Keras original on the same inputs
+right after conversion; an fp32 export whose probabilities differ by more than
+:data:`FP32_TOLERANCE` is refused.
+
+The fusion heads are exported in fp32 whatever the precision: they are a few thousand
+multiplications, and this keeps the fused answer as close to Keras as the backbones allow.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avsc_core import __version__
+from avsc_core.atomic import atomic_write
+from avsc_core.bundle import Bundle, export_key, load_bundle, record_export
+from avsc_core.bundle.manifest import sha256
+from avsc_core.errors import AvscError
+from avsc_core.export.formats import SUFFIX, check_supported
+from avsc_core.export.runtime import open_network
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+FP32_TOLERANCE = 1e-3
+EXPORTS_DIR = "exports"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_model` wrote: the manifest key, its entry, and the largest
+    probability difference from Keras over all networks on the check inputs."""
+
+    key: str
+    entry: dict[str, Any]
+    max_abs_diff: float
+
+
+def _check_inputs(shape: tuple[int, ...], visual: bool, seed: int) -> np.ndarray:
+    """Inputs in the value range the network sees: frames in [0, 255], log spectrograms
+    and embeddings roughly unit-scaled."""
+    rng = np.random.default_rng(seed)
+    if visual:
+        return rng.integers(0, 256, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _compare(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.max(np.abs(expected[k] - got[k]))) for k in expected}
+
+
+def _convert(format: str, precision: str, saved_model: Path) -> bytes:
+    from avsc_core.export.convert import to_onnx, to_tflite
+
+    try:
+        return to_tflite(saved_model, precision) if format == "tflite" else to_onnx(saved_model)
+    except AvscError:
+        raise
+    except Exception as exc:  # the converters raise many types; the message is what matters
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AvscError(f"{format} conversion failed: {reason}") from exc
+
+
+def export_model(
+    model: str | Path | Bundle,
+    format: str = "tflite",
+    precision: str = "fp32",
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> ExportResult:
+    """Write an optimised copy of every network of ``model`` into the bundle.
+
+    Parameters
+    ----------
+    model : str, Path or Bundle
+        A two-phase model bundle.
+    format : {"tflite", "onnx"}
+    precision : {"fp32", "int8"}
+        ``"bf16"`` is refused with the reason (see :mod:`avsc_core.export.formats`).
+    progress : callable, optional
+        ``Progress("export", done, total, {"network": name})`` per network.
+    cancel : callable, optional
+        Polled between networks; the bundle is left unchanged when it stops.
+
+    Raises
+    ------
+    AvscError
+        Unsupported format or precision, a model that cannot be loaded, a failed
+        conversion, or an fp32 export that does not reproduce Keras's answers.
+    """
+    check_supported(format, precision)
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    if bundle.strategy != "two-phase":
+        raise AvscError(f"{bundle.root}: only two-phase models can be exported")
+    key = export_key(format, precision)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
+    final = bundle.root / EXPORTS_DIR / f"{key}-{stamp}"
+    partial = final.with_name(f".{final.name}.partial")
+    partial.mkdir(parents=True)
+    networks = [("backbones", n) for n in bundle.backbone_names]
+    networks += [("heads", h) for h in bundle.head_names]
+    entry: dict[str, Any] = {
+        "format": format,
+        "precision": precision,
+        "avsc_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "backbones": {},
+        "heads": {},
+    }
+    worst = 0.0
+    try:
+        for done, (group, name) in enumerate(networks):
+            if cancel and cancel():
+                raise Cancelled()
+            if progress:
+                progress(Progress("export", done, len(networks), {"network": name}))
+            network = _export_one(bundle, group, name, format, precision, partial)
+            entry[group][name] = network
+            worst = max(worst, network["check"]["max_abs_diff"]["probs"])
+        if progress:
+            progress(Progress("export", len(networks), len(networks), {}))
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    for group in ("backbones", "heads"):
+        for network in entry[group].values():
+            network["file"] = (final / network["file"]).relative_to(bundle.root).as_posix()
+    previous = bundle.exports.get(key)
+    record_export(bundle.root, key, entry)
+    if previous:
+        _remove_old(bundle.root, previous, final)
+    return ExportResult(key, entry, worst)
+
+
+@dataclass(frozen=True)
+class _Network:
+    """One network to export: how to write its graph and how to check the result."""
+
+    build: Callable[..., dict[str, str]]  # graph.backbone_graph or graph.head_graph
+    batch: int
+    precision: str
+    reference: Callable[[Any], dict[str, np.ndarray]]  # Keras, same interface as the runtime
+    example: Any  # check inputs: an array (backbones) or a dict of arrays (heads)
+
+
+def _network(bundle: Bundle, group: str, name: str, precision: str) -> _Network:
+    from avsc_core.export.graph import backbone_graph, head_graph
+    from avsc_core.inference.backbones import OUTPUTS, backbone_runner
+
+    if group == "heads":
+        head = bundle.head(name)
+        example = {t.name: _check_inputs((4, *t.shape[1:]), False, seed=i)
+                   for i, t in enumerate(head.inputs)}
+        return _Network(head_graph, 1, "fp32",
+                        lambda x: {"probs": np.asarray(head(x), np.float32)}, example)
+    model = bundle.backbone(name)
+    visual = bundle.backbone_entry(name).get("modality") == "visual"
+    batch = bundle.media.frames_per_segment if visual else 1
+    outputs = backbone_runner(model).model
+    return _Network(
+        backbone_graph, batch, precision,
+        lambda x: dict(zip(OUTPUTS, (np.asarray(o, np.float32) for o in outputs(x)))),
+        _check_inputs((batch, *model.inputs[0].shape[1:]), visual, seed=0),
+    )
+
+
+def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: str,
+                folder: Path) -> dict[str, Any]:
+    keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
+    network = _network(bundle, group, name, precision)
+    path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"
+    with tempfile.TemporaryDirectory(prefix="avsc-export-") as tmp:
+        inputs = network.build(keras_model, network.batch, Path(tmp) / "saved_model")
+        data = _convert(format, network.precision, Path(tmp) / "saved_model")
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    exported = open_network(format, path, {"inputs": inputs, "batch": network.batch})
+    diff = _compare(network.reference(network.example), exported(network.example))
+    if precision == "fp32" and diff["probs"] > FP32_TOLERANCE:
+        raise AvscError(
+            f"{name}: the {format} copy differs from the Keras model by {diff['probs']:.2g} "
+            f"in probability (more than {FP32_TOLERANCE}); not exported"
+        )
+    return {
+        "file": path.name,  # made relative to the bundle once the folder has its final name
+        "sha256": sha256(path),
+        "inputs": inputs,
+        "batch": network.batch,
+        "precision": network.precision,
+        "check": {"inputs": "synthetic", "max_abs_diff": diff},
+    }
+
+
+def _remove_old(root: Path, previous: dict[str, Any], keep: Path) -> None:
+    folders = {
+        (root / e["file"]).parent
+        for group in ("backbones", "heads")
+        for e in previous.get(group, {}).values()
+    }
+    for folder in folders:
+        if folder != keep and folder.parent == root / EXPORTS_DIR:
+            shutil.rmtree(folder, ignore_errors=True)
