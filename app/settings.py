@@ -1,0 +1,87 @@
+"""Settings that persist between sessions: current model, recent files, last folders.
+
+Stored as JSON in the user config dir, written atomically; a damaged file is ignored
+(with a log line) rather than stopping the app from starting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.paths import config_dir
+from avsc_core.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+MAX_RECENT = 10
+FILE_NAME = "gui.json"
+
+
+@dataclass
+class AppSettings:
+    """What the app remembers.
+
+    Attributes
+    ----------
+    model : str or None
+        The current model bundle, reopened on start.
+    recent_files : list of str
+        Most recent first, at most :data:`MAX_RECENT`.
+    folders : dict
+        Last folder used per purpose (``"open"``, ``"model"``, ``"dataset"``, ``"label"``...).
+    training : dict
+        The training settings last used in the wizard.
+    """
+
+    model: str | None = None
+    recent_files: list[str] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> AppSettings:
+        path = path or config_dir() / FILE_NAME
+        data: dict[str, Any] = {}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise TypeError("not a JSON object")
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("ignoring unreadable settings %s: %s", path, exc)
+                data = {}
+        names = {f.name for f in fields(cls)} - {"path"}
+        settings = cls(**{k: v for k, v in data.items() if k in names})
+        settings.path = path
+        settings.recent_files = [str(p) for p in settings.recent_files][:MAX_RECENT]
+        return settings
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = asdict(self)
+        data.pop("path")
+        try:
+            write_json(self.path, data)
+        except OSError as exc:
+            log.warning("cannot save settings to %s: %s", self.path, exc)
+
+    def add_recent(self, file: str | Path) -> None:
+        file = str(Path(file).resolve())
+        self.recent_files = [file] + [f for f in self.recent_files if f != file]
+        del self.recent_files[MAX_RECENT:]
+        self.save()
+
+    def folder(self, purpose: str, default: str | Path | None = None) -> str:
+        """The last folder used for ``purpose``, or ``default`` (or home)."""
+        return self.folders.get(purpose) or str(default or Path.home())
+
+    def remember_folder(self, purpose: str, path: str | Path) -> None:
+        path = Path(path)
+        self.folders[purpose] = str(path if path.is_dir() else path.parent)
+        self.save()

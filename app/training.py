@@ -1,0 +1,192 @@
+"""Training from the app, without Qt: the job description and the live training report.
+
+:class:`TrainJob` says what the training process must do (optionally make the sample
+data first); :class:`TrainingReport` turns the process's progress events into the
+curves, the current step and the time left that the wizard shows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avsc_core.progress import Progress
+from avsc_core.train import TrainConfig
+
+# The sample model: five synthetic scenes (street_traffic among them, to try on real
+# street videos), small enough to make and train in a few minutes on a laptop CPU.
+SAMPLE_CLASSES = ("bus", "park", "shopping_mall", "street_pedestrian", "street_traffic")
+SAMPLE_PER_CLASS = 8
+SAMPLE_SECONDS = 6.0
+SAMPLE_BACKBONES = ("aud-mel", "vis-inc")
+
+STAGE_TITLES = {
+    "sample-data": "Making the sample data",
+    "prepare": "Decoding clips and computing features",
+    "phase2:embeddings": "Phase II: computing embeddings",
+    "evaluate": "Scoring the test clips",
+}
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Synthetic data to generate before training (``avsc sample-data``)."""
+
+    out: str
+    classes: tuple[str, ...] = SAMPLE_CLASSES
+    per_class: int = SAMPLE_PER_CLASS
+    seconds: float = SAMPLE_SECONDS
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "per_class": self.per_class,
+                "seconds": self.seconds, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything the training process needs.
+
+    Attributes
+    ----------
+    data : str
+        Dataset folder, CSV file or TAU 2021 root.
+    out : str
+        The bundle folder to write (also the run's working folder, for resume).
+    config : TrainConfig
+    layout : str
+    resume : bool
+        Continue the interrupted run at ``out``.
+    sample : SampleSpec or None
+        Generate this synthetic dataset at ``data`` first.
+    """
+
+    data: str
+    out: str
+    config: TrainConfig
+    layout: str = "auto"
+    resume: bool = False
+    sample: SampleSpec | None = None
+
+
+def sample_job(data_dir: Path, models_dir: Path, stamp: str) -> TrainJob:
+    """The "Make a sample model" job: sample data in ``data_dir``, model in ``models_dir``."""
+    config = TrainConfig.for_preset("tiny", backbones=SAMPLE_BACKBONES)
+    return TrainJob(
+        data=str(data_dir), out=str(models_dir / f"sample-{stamp}"), config=config,
+        layout="folders", sample=SampleSpec(str(data_dir)),
+    )
+
+
+def stage_title(stage: str) -> str:
+    """A stage name as a user reads it: ``phase1:aud-mel`` -> ``Phase I: aud-mel``."""
+    if stage in STAGE_TITLES:
+        return STAGE_TITLES[stage]
+    if stage.startswith("phase1:"):
+        return f"Phase I: {stage.split(':', 1)[1]} backbone"
+    if stage.startswith("phase2:"):
+        return f"Phase II: {stage.split(':', 1)[1]} fusion head"
+    return stage
+
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass
+class Curve:
+    """Per-epoch metrics of one model being trained (a backbone or a fusion head)."""
+
+    epochs: list[int] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+
+    def add(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch in self.epochs:
+            # A resumed run repeats an epoch that was cut short: keep the new numbers.
+            index = self.epochs.index(epoch)
+            for name in METRICS:
+                self.values[name][index] = float(metrics.get(name, math.nan))
+            return
+        self.epochs.append(epoch)
+        for name in METRICS:
+            self.values[name].append(float(metrics.get(name, math.nan)))
+
+
+@dataclass
+class TrainingReport:
+    """What the training page shows, updated from progress events.
+
+    Attributes
+    ----------
+    curves : dict
+        Stage (``phase1:<backbone>``, ``phase2:<head>``) -> :class:`Curve`, in the order
+        the stages started.
+    stage : str or None
+        The stage running now.
+    status : str
+        One line: the step, epoch and batch.
+    fraction : float
+        How far the current stage is, 0..1.
+    eta : float or None
+        Seconds left in the current stage, as the trainer estimates.
+    notes : list of str
+        Things to tell the user (skipped files).
+    """
+
+    curves: dict[str, Curve] = field(default_factory=dict)
+    stage: str | None = None
+    status: str = "Starting the training process (loading TensorFlow)..."
+    fraction: float = 0.0
+    eta: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def update(self, event: Progress) -> None:
+        info = event.info or {}
+        self.stage = event.stage
+        title = stage_title(event.stage)
+        for path, reason in info.get("skipped", []):
+            note = f"skipped {reason}" if str(path) in reason else f"skipped {path}: {reason}"
+            if note not in self.notes:
+                self.notes.append(note)
+        kind = info.get("event")
+        if kind in ("batch", "epoch"):
+            total = event.total or 0
+            epoch = int(info.get("epoch", event.done))
+            if kind == "epoch":
+                self.curves.setdefault(event.stage, Curve()).add(epoch, info.get("metrics", {}))
+                self.fraction = event.done / total if total else 0.0
+                self.status = f"{title} - epoch {epoch}/{total} done"
+            else:
+                batches = info.get("batches") or 0
+                batch = int(info.get("batch", 0))
+                within = batch / batches if batches else 0.0
+                self.fraction = (epoch - 1 + within) / total if total else 0.0
+                self.status = f"{title} - epoch {epoch}/{total}, batch {batch}/{batches or '?'}"
+            self.eta = info.get("eta")
+            self.curves.setdefault(event.stage, Curve())
+        else:
+            total = event.total
+            self.fraction = event.done / total if total else 0.0
+            count = f" - {event.done}/{total}" if total else ""
+            self.status = f"{title}{count}"
+            self.eta = None
+
+    def load_history(self, out: str | Path) -> None:
+        """Curves of the epochs an interrupted run at ``out`` already finished."""
+        path = Path(out) / "training" / "state.json"
+        try:
+            steps = json.loads(path.read_text(encoding="utf-8")).get("steps", {})
+        except (OSError, ValueError):
+            return
+        for name, step in steps.items():
+            stage = name.replace("/", ":", 1)
+            for entry in step.get("history", []):
+                self.curves.setdefault(stage, Curve()).add(int(entry["epoch"]), entry)
+
+
+def interrupted_run(out: str | Path) -> bool:
+    """Whether ``out`` holds a training run that can be resumed."""
+    out = Path(out)
+    return (out / "training" / "state.json").exists() and not (out / "manifest.json").exists()

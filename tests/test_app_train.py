@@ -1,0 +1,124 @@
+"""The training wizard (pytest-qt, offscreen): tiny preset, cancel, resume, a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from test_app_classify import GapMeter  # noqa: E402
+
+from app._qt.main_window import TRAIN_TAB, MainWindow  # noqa: E402
+from app._qt.train_view import RESULTS, SETTINGS  # noqa: E402
+from app.settings import AppSettings  # noqa: E402
+from app.training import TrainJob  # noqa: E402
+from avsc_core.train import TrainConfig  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _user_dirs(tmp_path, monkeypatch):
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow(AppSettings.load())
+    qtbot.addWidget(win)
+    win.show()
+    win.tabs.setCurrentIndex(TRAIN_TAB)
+    return win
+
+
+def click(qtbot, button):
+    assert button.isVisible() and button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_wizard_trains_the_tiny_preset_with_cancel_and_resume(
+        qtbot, window, tiny_dataset, tmp_path):
+    view = window.train_view
+    view.data_edit.setText(str(tiny_dataset))
+    click(qtbot, view.next_button)
+    # The dataset check: class counts per split.
+    qtbot.waitUntil(view.next_button.isEnabled, timeout=30_000)
+    assert view.counts_table.rowCount() == 2
+    counts = {view.counts_table.verticalHeaderItem(r).text():
+              int(view.counts_table.item(r, 3).text()) for r in range(2)}
+    assert counts == {"park": 5, "tram": 5}
+    assert view.problems.toPlainText() == "No problems found."
+    click(qtbot, view.next_button)
+    assert view.page == SETTINGS
+    view.preset_combo.setCurrentText("tiny")
+    for name, check in view.backbone_checks.items():
+        check.setChecked(name in ("aud-mel", "vis-inc"))
+    view.phase1_spin.setValue(2)
+    view.phase2_spin.setValue(2)
+    view.batch_spin.setValue(8)
+    out = tmp_path / "model"
+    view.out_edit.setText(str(out))
+
+    meter = GapMeter()
+    click(qtbot, view.next_button)  # Start training
+    assert not view.back_button.isEnabled()
+    qtbot.waitUntil(lambda: any(c.epochs for c in view.training.curves.values()),
+                    timeout=180_000)
+    with qtbot.waitSignal(view.training_done, timeout=60_000) as done:
+        click(qtbot, view.cancel_button)
+    assert done.args == ["cancelled"]
+    assert view.banner.kind == "info" and "Resume" in view.banner.text()
+    assert view.resume_button.isVisible() and not view.cancel_button.isEnabled()
+    finished_before = {s: list(c.epochs) for s, c in view.training.curves.items() if c.epochs}
+
+    with qtbot.waitSignal(view.training_done, timeout=300_000) as done:
+        click(qtbot, view.resume_button)
+    gap = meter.stop()
+    assert done.args == ["result"], view.banner.text()
+    # The resumed run kept the finished epochs and trained the rest.
+    curves = view.training.curves
+    for stage, epochs in finished_before.items():
+        assert curves[stage].epochs[: len(epochs)] == epochs
+    assert curves["phase1:aud-mel"].epochs == [1, 2]
+    assert curves["phase1:vis-inc"].epochs == [1, 2]
+    assert curves["phase2:fused"].epochs == [1, 2]
+    assert gap < 0.25, f"the event loop stalled for {gap * 1000:.0f} ms"
+
+    # Results: saved, made the current model, confusion per branch with its clips.
+    assert view.page == RESULTS
+    assert (out / "manifest.json").exists() and window.model == str(out)
+    assert AppSettings.load().model == str(out)
+    evaluation = view.evaluation
+    fused = evaluation["branches"]["fused"]["confusion"]
+    results = view.results
+    table = results.confusion["fused"]
+    assert table.rowCount() == 2 and table.columnCount() == 3
+    assert [[int(table.item(i, j).text()) for j in range(2)] for i in range(2)] == fused
+    row = 0 if sum(fused[0]) else 1
+    col = max(range(2), key=lambda j: fused[row][j])
+    results.show_cell("fused", row, col)
+    assert results.cell_clips.count() == fused[row][col] > 0
+    assert results.cell_clips.item(0).text().startswith(f"{evaluation['classes'][row]}/")
+
+
+def test_a_training_process_that_dies_is_reported_and_the_window_recovers(
+        qtbot, window, tiny_dataset, tmp_path):
+    view = window.train_view
+    config = TrainConfig.for_preset("tiny", phase1_epochs=1, phase2_epochs=1,
+                                    backbones=("aud-mel",), batch_size=8)
+    out = tmp_path / "crash"
+    view.start(TrainJob(str(tiny_dataset), str(out), config))
+    qtbot.waitUntil(lambda: view.training.stage is not None, timeout=120_000)
+    with qtbot.waitSignal(view.training_done, timeout=30_000) as done:
+        os.kill(view.task.job.pid, signal.SIGKILL)
+    assert done.args == ["error"]
+    message = view.banner.text()
+    assert "training process stopped unexpectedly (signal 9)" in message
+    assert not view.cancel_button.isEnabled() and not view.running
+    # The journal was written before the crash: the run can be resumed.
+    assert view.resume_button.isVisible()
+    assert view.back_button.isEnabled()
