@@ -8,8 +8,8 @@ from pathlib import Path
 
 import keras
 
-from avsc_core.progress import Progress, ProgressCallback
-from avsc_core.train.checkpoint import save_checkpoint, save_weights
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.train.checkpoint import load_weights, save_checkpoint, save_weights
 from avsc_core.train.state import StepState, TrainState
 
 
@@ -117,3 +117,46 @@ class TrainingMonitor(keras.callbacks.Callback):
                 "best_epoch": self.step.best_epoch + 1,
             },
         )
+
+
+def fit_and_keep_best(
+    model: keras.Model,
+    train_ds,
+    val_ds,
+    *,
+    stage: str,
+    epochs: int,
+    steps_per_epoch: int,
+    state: TrainState,
+    step: StepState,
+    last_path: Path,
+    best_path: Path,
+    final_path: Path,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Train the epochs ``step`` has not done yet, restore the best epoch, save the model.
+
+    Raises :class:`Cancelled` when ``cancel`` stopped training; the epochs finished
+    before it are checkpointed and journalled, so a resumed run continues from there.
+    """
+    monitor = TrainingMonitor(
+        stage, epochs, steps_per_epoch, state, step, last_path, best_path, progress, cancel
+    )
+    if step.epochs_done < epochs:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=step.epochs_done,
+            callbacks=[monitor],
+            verbose=0,
+        )
+        if monitor.cancelled:
+            raise Cancelled()
+    if best_path.exists():
+        load_weights(model, best_path)
+    model.save(final_path)
+    step.finished = True
+    state.save()
+    return final_path

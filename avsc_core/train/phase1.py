@@ -20,9 +20,9 @@ from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
 from avsc_core.errors import AvscError
 from avsc_core.models import build_backbone, scene_loss
 from avsc_core.models.presets import backbone_spec
-from avsc_core.progress import Cancelled, ProgressCallback
-from avsc_core.train.checkpoint import load_checkpoint, load_weights
-from avsc_core.train.monitor import TrainingMonitor
+from avsc_core.progress import ProgressCallback
+from avsc_core.train.checkpoint import load_checkpoint
+from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
@@ -135,31 +135,18 @@ def train_backbone(
         train_items, len(classes), batch, True, seed, config.mixup_alpha, counter
     )
     val_ds = item_dataset(val_items, len(classes), batch, False, seed) if val_items else None
-    monitor = TrainingMonitor(
-        f"phase1:{name}",
-        config.phase1_epochs,
-        math.ceil(len(train_items) / batch),
-        state,
-        step,
-        last,
-        best,
-        progress,
-        cancel,
+    return fit_and_keep_best(
+        model,
+        train_ds,
+        val_ds,
+        stage=f"phase1:{name}",
+        epochs=config.phase1_epochs,
+        steps_per_epoch=math.ceil(len(train_items) / batch),
+        state=state,
+        step=step,
+        last_path=last,
+        best_path=best,
+        final_path=final,
+        progress=progress,
+        cancel=cancel,
     )
-    if step.epochs_done < config.phase1_epochs:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.phase1_epochs,
-            initial_epoch=step.epochs_done,
-            callbacks=[monitor],
-            verbose=0,
-        )
-        if monitor.cancelled:
-            raise Cancelled()
-    if best.exists():
-        load_weights(model, best)
-    model.save(final)
-    step.finished = True
-    state.save()
-    return final

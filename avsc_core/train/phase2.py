@@ -23,8 +23,8 @@ from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, r
 from avsc_core.models import build_fusion_head, scene_loss
 from avsc_core.models.presets import backbone_spec, modality_of
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
-from avsc_core.train.checkpoint import load_checkpoint, load_weights
-from avsc_core.train.monitor import TrainingMonitor
+from avsc_core.train.checkpoint import load_checkpoint
+from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.phase1 import backbone_seed
 from avsc_core.train.pipeline import array_dataset
 from avsc_core.train.prepare import PreparedClip
@@ -188,31 +188,18 @@ def train_head(
         x_train, y_train, len(classes), batch, True, seed + step.epochs_done, config.mixup_alpha
     )
     val_ds = array_dataset(x_val, y_val, len(classes), batch, False, seed) if len(y_val) else None
-    monitor = TrainingMonitor(
-        f"phase2:{head}",
-        config.phase2_epochs,
-        math.ceil(len(y_train) / batch),
-        state,
-        step,
-        last,
-        best,
-        progress,
-        cancel,
+    return fit_and_keep_best(
+        model,
+        train_ds,
+        val_ds,
+        stage=f"phase2:{head}",
+        epochs=config.phase2_epochs,
+        steps_per_epoch=math.ceil(len(y_train) / batch),
+        state=state,
+        step=step,
+        last_path=last,
+        best_path=best,
+        final_path=final,
+        progress=progress,
+        cancel=cancel,
     )
-    if step.epochs_done < config.phase2_epochs:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.phase2_epochs,
-            initial_epoch=step.epochs_done,
-            callbacks=[monitor],
-            verbose=0,
-        )
-        if monitor.cancelled:
-            raise Cancelled()
-    if best.exists():
-        load_weights(model, best)
-    model.save(final)
-    step.finished = True
-    state.save()
-    return final
