@@ -24,6 +24,7 @@ from avsc_core.datasets.check import DatasetReport
 from avsc_core.datasets.types import SPLITS
 from avsc_core.errors import AvscError
 from avsc_core.evaluation import branch_metrics
+from avsc_core.models import trainable_params
 from avsc_core.models.presets import backbone_spec
 from avsc_core.progress import Progress, ProgressCallback
 from avsc_core.train.prepare import Preparation, PreparedClip, prepare_clips
@@ -174,8 +175,8 @@ def _write_manifest(
                 "name": name,
                 "modality": spec.modality,
                 "feature": spec.feature,
-                "params": int(sum(np.prod(w.shape) for w in model.weights)),
-                "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+                "params": model.count_params(),
+                "trainable_params": trainable_params(model),
                 **file_entry(out, path),
             }
         )
