@@ -3,7 +3,7 @@
 Decoding and feature extraction only: no TensorFlow is imported here, so ``avsc label``'s
 decoder processes start quickly and stay small. The numbers are those of training
 (:func:`avsc_core.features.file_features` and :func:`avsc_core.features.file_frames`):
-the same :func:`avsc_core.media.iter_segments` spans and the same
+the same spans and decoders as :func:`avsc_core.media.iter_segments`, and the same
 :class:`avsc_core.features.FeatureExtractor`.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.errors import AvscError, MediaError
 from avsc_core.features import FeatureExtractor
-from avsc_core.media import MediaInfo, Span, iter_segments
-from avsc_core.media.segments import tile_to_length
+from avsc_core.media import MediaInfo, Span
+from avsc_core.media.segments import open_segment_streams, tile_to_length
 from avsc_core.progress import Cancelled
 
 # A track whose loudest sample stays under -80 dBFS carries no scene to hear.
@@ -189,32 +189,35 @@ def iter_input_batches(
     extractor = extractor or FeatureExtractor(plan.features, plan.media.sample_rate)
     use_audio = bool(plan.kinds) and info.has_audio
     use_video = plan.frames and info.has_video
-    segments = iter_segments(path, plan.media, info=info, audio=use_audio, video=use_video)
+    streams = open_segment_streams(path, plan.media, info, audio=use_audio, video=use_video)
     spans: list[Span] = []
     features: dict[str, list[np.ndarray]] = {k: [] for k in plan.kinds} if use_audio else {}
     frames: list[np.ndarray] = []
     peaks: list[float] = []
     warnings: list[str] = []
-    while True:
-        if cancel is not None and cancel():
-            raise Cancelled()
-        segment = next(segments, None)
-        if segment is None:
-            break
-        spans.append(segment.span)
-        warnings.extend(segment.warnings)
-        if segment.audio is not None:
-            audio = segment.audio
-            peaks.append(float(np.max(np.abs(audio))) if audio.size else 0.0)
-            if audio.shape[-1] < plan.model_samples:
-                audio = tile_to_length(audio, plan.model_samples, axis=-1)
-            for kind, value in extractor.features(audio, plan.kinds).items():
-                features[kind].append(value)
-        if segment.frames is not None:
-            frames.append(segment.frames)
-        if len(spans) == batch_size:
+    try:
+        for span in streams.spans:
+            if cancel is not None and cancel():
+                raise Cancelled()
+            spans.append(span)
+            # The audio is analysed while the frame thread decodes this segment's frames.
+            if streams.audio is not None:
+                audio, new_warnings = next(streams.audio)
+                warnings.extend(new_warnings)
+                peaks.append(float(np.max(np.abs(audio))) if audio.size else 0.0)
+                if audio.shape[-1] < plan.model_samples:
+                    audio = tile_to_length(audio, plan.model_samples, axis=-1)
+                for kind, value in extractor.features(audio, plan.kinds).items():
+                    features[kind].append(value)
+            if streams.frames is not None:
+                _, segment_frames, new_warnings = next(streams.frames)
+                warnings.extend(new_warnings)
+                frames.append(segment_frames)
+            if len(spans) == batch_size:
+                yield _batch(spans, features, frames, peaks, warnings)
+                spans, frames, peaks, warnings = [], [], [], []
+                features = {k: [] for k in features}
+        if spans:
             yield _batch(spans, features, frames, peaks, warnings)
-            spans, frames, peaks, warnings = [], [], [], []
-            features = {k: [] for k in features}
-    if spans:
-        yield _batch(spans, features, frames, peaks, warnings)
+    finally:
+        streams.close()

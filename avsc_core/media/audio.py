@@ -21,6 +21,8 @@ from avsc_core.media.container import describe_ffmpeg_error, open_media
 
 log = logging.getLogger(__name__)
 
+BLOCK_SECONDS = 0.5
+
 
 def _match_channels(block: np.ndarray, channels: int) -> np.ndarray:
     if block.shape[0] == channels:
@@ -62,31 +64,46 @@ def iter_audio_blocks(
             resampler = soxr.ResampleStream(
                 stream.rate, sample_rate, n_in, dtype="float32", quality="HQ"
             )
+        # Codec frames are small (1152 samples for MP3); resampling and yielding them one
+        # by one costs more than decoding, so they are gathered into blocks of about this
+        # many input samples first.
+        block_samples = max(1, int(stream.rate * BLOCK_SECONDS))
+        pending: list[np.ndarray] = []
+        pending_samples = 0
         produced = 0
 
-        def emit(frames: list[av.AudioFrame], last: bool = False) -> Iterator[np.ndarray]:
-            nonlocal produced
-            parts = [f.to_ndarray() for f in frames]
+        def emit(last: bool = False) -> Iterator[np.ndarray]:
+            nonlocal produced, pending, pending_samples
             block = (
-                np.concatenate(parts, axis=1) if parts else np.zeros((n_in, 0), np.float32)
+                np.concatenate(pending, axis=1) if pending else np.zeros((n_in, 0), np.float32)
             ).astype(np.float32, copy=False)
+            pending, pending_samples = [], 0
             if resampler is not None:
                 block = resampler.resample_chunk(np.ascontiguousarray(block.T), last=last).T
             if block.shape[1]:
                 produced += block.shape[1]
                 yield _match_channels(np.ascontiguousarray(block), channels)
 
+        def gather(frames: list[av.AudioFrame]) -> Iterator[np.ndarray]:
+            nonlocal pending_samples
+            for frame in frames:
+                pending.append(frame.to_ndarray())
+                pending_samples += frame.samples
+            if pending_samples >= block_samples:
+                yield from emit()
+
         try:
             for frame in container.decode(stream):
-                yield from emit(converter.resample(frame))
+                yield from gather(converter.resample(frame))
         except av.FFmpegError as exc:
-            if produced == 0:
+            if produced == 0 and not pending:
                 raise MediaError(path, describe_ffmpeg_error(exc)) from exc
             message = f"{path.name}: audio decoding stopped early ({describe_ffmpeg_error(exc)})"
             log.warning(message)
             if warnings is not None:
                 warnings.append(message)
-        yield from emit(converter.resample(None), last=True)
+        yield from gather(converter.resample(None))
+        yield from emit(last=True)
         if produced == 0:
             raise MediaError(path, "the audio track is empty")
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from avsc_core.config import MediaConfig
 from avsc_core.media.audio import iter_audio_blocks
+from avsc_core.media.prefetch import prefetch
 from avsc_core.media.probe import MediaInfo, probe
 from avsc_core.media.video import iter_frames_at, sample_times
 
@@ -84,8 +85,11 @@ def iter_audio_segments(
     about one segment whatever the length of the file.
     """
     sr, n = media.sample_rate, media.segment_samples
-    buffer = np.zeros((media.channels, 0), np.float32)
-    offset = 0  # sample index of buffer[:, 0]
+    # Decoded blocks are kept in a list and joined once per segment, so assembling a
+    # segment costs time linear in its length whatever the block size.
+    blocks_held: list[np.ndarray] = []
+    held = 0  # samples in blocks_held
+    offset = 0  # sample index of the first held sample
     pending = list(spans)
     blocks = iter_audio_blocks(path, sr, media.channels, warnings)
     exhausted = False
@@ -93,12 +97,16 @@ def iter_audio_segments(
         span = pending[0]
         first = int(round(span.start * sr))
         last = first + n
-        while not exhausted and offset + buffer.shape[1] < last:
+        while not exhausted and offset + held < last:
             block = next(blocks, None)
             if block is None:
                 exhausted = True
             else:
-                buffer = np.concatenate([buffer, block], axis=1)
+                blocks_held.append(block)
+                held += block.shape[1]
+        buffer = (np.concatenate(blocks_held, axis=1) if len(blocks_held) != 1
+                  else blocks_held[0]) if blocks_held else np.zeros((media.channels, 0), np.float32)
+        blocks_held = [buffer]
         piece = buffer[:, max(0, first - offset) : last - offset]
         if piece.shape[1] < n:
             # The track ends early (short media, or audio shorter than the video).
@@ -109,7 +117,8 @@ def iter_audio_segments(
         if pending:
             keep_from = int(round(pending[0].start * sr)) - offset
             if keep_from > 0:
-                buffer = buffer[:, keep_from:]
+                blocks_held = [buffer[:, keep_from:]]
+                held = blocks_held[0].shape[1]
                 offset += keep_from
 
 
@@ -143,6 +152,45 @@ def iter_frame_segments(
             decoded = {t: f for t, f in decoded.items() if t >= following}
 
 
+@dataclass
+class SegmentStreams:
+    """The spans of a file and one iterator per stream, each yielding one item per span.
+
+    ``audio`` yields ``(audio, warnings)`` and ``frames`` yields ``(times, frames,
+    warnings)``; either is ``None`` when the stream is not decoded. Frames are decoded a
+    segment or two ahead in a background thread, so video decoding overlaps whatever the
+    caller does with the audio. :meth:`close` releases the files.
+    """
+
+    spans: list[Span]
+    audio: Iterator[tuple[np.ndarray, list[str]]] | None
+    frames: prefetch | None
+
+    def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+
+
+def open_segment_streams(
+    path: str | Path,
+    media: MediaConfig,
+    info: MediaInfo,
+    audio: bool = True,
+    video: bool = True,
+) -> SegmentStreams:
+    """Start decoding ``path``'s streams for :func:`iter_segments`'s spans."""
+    spans = segment_spans(info.duration, media)
+    audio_iter = (
+        _audio_with_warnings(path, spans, media) if audio and info.has_audio else None
+    )
+    frame_iter = (
+        prefetch(_frames_with_warnings(path, spans, media), depth=2, name="avsc-frames")
+        if video and info.has_video
+        else None
+    )
+    return SegmentStreams(spans, audio_iter, frame_iter)
+
+
 def iter_segments(
     path: str | Path,
     media: MediaConfig | None = None,
@@ -153,24 +201,40 @@ def iter_segments(
     """Stream the segments of ``path`` with their audio and frames.
 
     Streams the file lacks are ``None`` in every segment; ``info`` (from :func:`probe`)
-    is measured when not given.
+    is measured when not given. Frames are decoded ahead in a background thread (see
+    :class:`SegmentStreams`).
     """
     media = media or MediaConfig()
-    info = info or probe(path)
-    spans = segment_spans(info.duration, media)
+    streams = open_segment_streams(path, media, info or probe(path), audio, video)
+    try:
+        for span in streams.spans:
+            segment = Segment(span)
+            if streams.audio is not None:
+                segment.audio, warnings = next(streams.audio)
+                segment.warnings.extend(warnings)
+            if streams.frames is not None:
+                segment.frame_times, segment.frames, warnings = next(streams.frames)
+                segment.warnings.extend(warnings)
+            yield segment
+    finally:
+        streams.close()
+
+
+def _audio_with_warnings(
+    path: str | Path, spans: list[Span], media: MediaConfig
+) -> Iterator[tuple[np.ndarray, list[str]]]:
     warnings: list[str] = []
-    audio_iter = (
-        iter_audio_segments(path, spans, media, warnings) if audio and info.has_audio else None
-    )
-    frame_iter = (
-        iter_frame_segments(path, spans, media, warnings) if video and info.has_video else None
-    )
-    for span in spans:
-        segment = Segment(span)
-        if audio_iter is not None:
-            segment.audio = next(audio_iter)
-        if frame_iter is not None:
-            segment.frame_times, segment.frames = next(frame_iter)
-        segment.warnings = list(warnings)
+    for audio in iter_audio_segments(path, spans, media, warnings):
+        yield audio, list(warnings)
         warnings.clear()
-        yield segment
+
+
+def _frames_with_warnings(
+    path: str | Path, spans: list[Span], media: MediaConfig
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    # Runs in the prefetch thread: its warnings travel with its items, not through a list
+    # both threads touch.
+    warnings: list[str] = []
+    for times, frames in iter_frame_segments(path, spans, media, warnings):
+        yield times, frames, list(warnings)
+        warnings.clear()
