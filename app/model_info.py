@@ -37,8 +37,10 @@ def model_html(path: str | Path, manifest: dict[str, Any]) -> str:
         ("Fusion", (f"{esc(str(manifest.get('fusion')))} (embedding type "
                     f"{manifest.get('embedding_type')}); heads: {heads}")),
         ("Backbones", backbones),
-        ("Training", (f"{training.get('phase1_epochs')} + {training.get('phase2_epochs')} "
-                      f"epochs, batch {training.get('batch_size')}")),
+        ("Training", (f"{training.get('joint_epochs')} epochs of joint optimisation"
+                      if manifest.get("strategy") == "joint" else
+                      f"{training.get('phase1_epochs')} + {training.get('phase2_epochs')} epochs")
+                     + f", batch {training.get('batch_size')}"),
     ]
     for split, entry in manifest.get("metrics", {}).items():
         branches = entry.get("branches", {}) or {}

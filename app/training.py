@@ -27,6 +27,7 @@ STAGE_TITLES = {
     "sample-data": "Making the sample data",
     "prepare": "Decoding clips and computing features",
     "phase2:embeddings": "Phase II: computing embeddings",
+    "joint": "Joint optimisation: acoustic encoder, image layers and classifier",
     "evaluate": "Scoring the test clips",
 }
 
@@ -107,11 +108,17 @@ class Curve:
             # A resumed run repeats an epoch that was cut short: keep the new numbers.
             index = self.epochs.index(epoch)
             for name in METRICS:
-                self.values[name][index] = float(metrics.get(name, math.nan))
+                self.values[name][index] = _metric(metrics, name)
             return
         self.epochs.append(epoch)
         for name in METRICS:
-            self.values[name].append(float(metrics.get(name, math.nan)))
+            self.values[name].append(_metric(metrics, name))
+
+
+def _metric(metrics: dict[str, float], name: str) -> float:
+    # A joint model reports its fused output's accuracy as ``fused_accuracy``.
+    fallback = name.replace("accuracy", "fused_accuracy")
+    return float(metrics.get(name, metrics.get(fallback, math.nan)))
 
 
 @dataclass

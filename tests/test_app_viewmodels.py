@@ -206,3 +206,14 @@ def test_a_worker_that_dies_is_reported_not_lost():
     messages = _wait(JobProcess(_crash, (), "test").start())
     assert [m.kind for m in messages] == ["progress", "error"]
     assert "test process stopped unexpectedly (exit code 3)" in messages[-1].payload
+
+
+def test_joint_training_curves_plot_the_fused_accuracy():
+    from app.training import Curve, stage_title
+
+    curve = Curve()
+    curve.add(1, {"loss": 1.2, "fused_accuracy": 0.5, "val_loss": 1.4,
+                  "val_fused_accuracy": 0.25, "audio_loss": 0.7})
+    assert curve.values["accuracy"] == [0.5]
+    assert curve.values["val_accuracy"] == [0.25]
+    assert stage_title("joint").startswith("Joint optimisation")

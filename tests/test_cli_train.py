@@ -90,3 +90,25 @@ def test_bad_options_are_usage_errors(tiny_dataset, tmp_path, args):
 def test_info_on_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert main(["info", "--model", str(tmp_path)]) == 1
     assert "not a model bundle" in capsys.readouterr().err
+
+
+def test_joint_strategy_trains_from_the_command_line(tiny_dataset, tmp_path, capsys):
+    model = tmp_path / "joint"
+    code = main(["train", str(tiny_dataset), "--out", str(model), "--preset", "tiny",
+                 "--strategy", "joint", "--epochs", "2", "--visual-stages", "2",
+                 "--visual-lr", "5e-4"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "strategy   joint" in out
+    training = json.loads((model / "manifest.json").read_text())["training"]
+    assert (training["joint_epochs"], training["joint_visual_stages"], training["visual_lr"]) == (
+        2, 2, 5e-4)
+    assert main(["info", "--model", str(model)]) == 0
+    assert "2 epochs of joint optimisation (mel + tiny_cnn)" in capsys.readouterr().out
+
+
+def test_joint_strategy_refuses_phase_options(tiny_dataset, tmp_path, capsys):
+    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "m"), "--preset", "tiny",
+                 "--strategy", "joint", "--phase1-epochs", "3"])
+    assert code == 1
+    assert "one phase" in capsys.readouterr().err

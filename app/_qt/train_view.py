@@ -198,6 +198,11 @@ class TrainView(QWidget):
         self.phase1_spin.setRange(0, 1000)
         self.phase2_spin = QSpinBox()
         self.phase2_spin.setRange(0, 1000)
+        self.joint_spin = QSpinBox()
+        self.joint_spin.setRange(0, 1000)
+        self.strategy_combo.setToolTip("two-phase: five backbones one by one, then a fusion "
+                                       "layer (Pham et al.); joint: an acoustic encoder and "
+                                       "image layers trained with the classifier (Chen et al.)")
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(1, 4096)
         self.weights_combo = QComboBox()
@@ -226,10 +231,12 @@ class TrainView(QWidget):
         form.addRow("Backbones", backbones)
         form.addRow("Phase I epochs (per backbone)", self.phase1_spin)
         form.addRow("Phase II epochs (per head)", self.phase2_spin)
+        form.addRow("Epochs (joint optimisation)", self.joint_spin)
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Visual weights", weights)
         form.addRow("Save the model in", out)
         form.addRow("", self.resume_check)
+        self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
         self._preset_defaults("tiny")
         self._restore_settings(self.settings.training)
         return page
@@ -249,6 +256,7 @@ class TrainView(QWidget):
             check.setChecked(name in config.backbones)
         self.phase1_spin.setValue(config.phase1_epochs)
         self.phase2_spin.setValue(config.phase2_epochs)
+        self.joint_spin.setValue(config.joint_epochs)
         self.batch_spin.setValue(config.batch_size)
         self.weights_combo.setCurrentText(config.visual_weights)
 
@@ -442,8 +450,18 @@ class TrainView(QWidget):
         config = TrainConfig.for_preset(preset)
         self.phase1_spin.setValue(config.phase1_epochs)
         self.phase2_spin.setValue(config.phase2_epochs)
+        self.joint_spin.setValue(config.joint_epochs)
+        self._strategy_changed(self.strategy_combo.currentText())
         self.batch_spin.setValue(config.batch_size)
         self.weights_combo.setCurrentText(config.visual_weights)
+
+    def _strategy_changed(self, strategy: str) -> None:
+        """Enable the settings the chosen strategy uses, grey out the others."""
+        joint = strategy == "joint"
+        for widget in (self.fusion_combo, self.phase1_spin, self.phase2_spin,
+                       *self.backbone_checks.values()):
+            widget.setEnabled(not joint)
+        self.joint_spin.setEnabled(joint)
 
     def _choose_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Visual weights", self.settings.folder(
@@ -482,6 +500,7 @@ class TrainView(QWidget):
             backbones=backbones,
             phase1_epochs=self.phase1_spin.value(),
             phase2_epochs=self.phase2_spin.value(),
+            joint_epochs=self.joint_spin.value(),
             batch_size=self.batch_spin.value(),
             visual_weights=weights,
         )

@@ -58,9 +58,17 @@ def describe(model: Path, brief: bool = False) -> str:
             f"video      {media['frames_per_second']:g} frames/s at "
             f"{media['frame_size']}x{media['frame_size']}"
         )
+        if m.get("strategy") == "joint":
+            epochs = (
+                f"{training.get('joint_epochs')} epochs of joint optimisation "
+                f"({training.get('joint_feature')} + "
+                f"{'tiny_cnn' if m.get('preset') == 'tiny' else training.get('joint_image_model')}"
+                f"{', image layers frozen' if training.get('joint_freeze_visual') else ''})"
+            )
+        else:
+            epochs = f"{training.get('phase1_epochs')} + {training.get('phase2_epochs')} epochs"
         lines.append(
-            f"training   {training.get('phase1_epochs')} + {training.get('phase2_epochs')} "
-            f"epochs, batch {training.get('batch_size')}, mixup alpha "
+            f"training   {epochs}, batch {training.get('batch_size')}, mixup alpha "
             f"{training.get('mixup_alpha')}, seed {training.get('seed')}"
         )
     for split, entry in m.get("metrics", {}).items():

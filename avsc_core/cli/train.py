@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
-from avsc_core.train.settings import FUSIONS, STRATEGIES
+from avsc_core.train.settings import FUSIONS, JOINT_IMAGE_MODELS, SPECTROGRAMS, STRATEGIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model bundle on a dataset",
         description="Train Pham et al.'s two-phase system (five backbones, then a fusion "
-        "layer) on DATA and write a model bundle (a folder) at MODEL.",
+        "layer) or Chen et al.'s joint optimisation (a 1-D CNN acoustic encoder and the "
+        "bottom layers of an image model, trained with the classifier) on DATA and write "
+        "a model bundle (a folder) at MODEL.",
     )
     parser.add_argument("data", type=Path, help="dataset root, CSV file or TAU 2021 folder")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL")
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated subset of aud-mel,aud-gam,"
         "aud-cqt,vis-inc,vis-conv (default: all five)",
     )
-    parser.add_argument("--epochs", type=int, help="epochs of both phases")
+    parser.add_argument("--epochs", type=int, help="epochs of both phases, or of joint training")
     parser.add_argument("--phase1-epochs", type=int)
     parser.add_argument("--phase2-epochs", type=int)
     parser.add_argument(
@@ -57,6 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ImageNet weights files (a single file when training one visual "
         "backbone); the tiny preset always starts from scratch",
     )
+    joint = parser.add_argument_group("joint optimisation (--strategy joint)")
+    joint.add_argument("--joint-feature", choices=SPECTROGRAMS,
+                       help="spectrogram of the acoustic encoder (default: mel)")
+    joint.add_argument("--image-model", choices=JOINT_IMAGE_MODELS,
+                       help="image model whose bottom layers encode the frames "
+                       "(default: convnext_tiny; the tiny preset uses a small CNN)")
+    joint.add_argument("--visual-stages", type=int, metavar="K",
+                       help="stages of the image model kept (default: 2 of ConvNeXtTiny's 4, "
+                       "3 of InceptionV3's 11)")
+    joint.add_argument("--freeze-visual", action="store_true",
+                       help="keep the image model's layers fixed")
+    joint.add_argument("--audio-lr", type=float,
+                       help="learning rate of the acoustic encoder and the classifier")
+    joint.add_argument("--visual-lr", type=float,
+                       help="learning rate of the image model's layers")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument(
@@ -77,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and (args.phase1_epochs or args.phase2_epochs):
         raise AvscError("give either --epochs or --phase1-epochs/--phase2-epochs")
+    if args.strategy == "joint" and (args.phase1_epochs or args.phase2_epochs
+                                     or args.phase != "all"):
+        raise AvscError("joint optimisation has one phase: use --epochs, not "
+                        "--phase1-epochs/--phase2-epochs/--phase")
     overrides = {
         "strategy": args.strategy,
         "fusion": args.fusion,
@@ -85,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "visual_weights": args.visual_weights,
         "seed": args.seed,
+        "joint_epochs": args.epochs,
+        "joint_feature": args.joint_feature,
+        "joint_image_model": args.image_model,
+        "joint_visual_stages": args.visual_stages,
+        "joint_freeze_visual": args.freeze_visual or None,
+        "audio_lr": args.audio_lr,
+        "visual_lr": args.visual_lr,
     }
     if args.backbones:
         overrides["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())

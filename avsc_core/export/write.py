@@ -100,8 +100,6 @@ def export_model(
     """
     check_supported(format, precision)
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
-    if bundle.strategy != "two-phase":
-        raise AvscError(f"{bundle.root}: only two-phase models can be exported")
     key = export_key(format, precision)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
     final = bundle.root / EXPORTS_DIR / f"{key}-{stamp}"

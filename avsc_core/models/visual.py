@@ -104,7 +104,10 @@ def _resolve_weights(arch: str, weights: Weights) -> Path | None:
 
 
 def build_application(
-    arch: str, input_shape: tuple[int, int, int], weights: Weights = None
+    arch: str,
+    input_shape: tuple[int, int, int],
+    weights: Weights = None,
+    pooling: str | None = "avg",
 ) -> keras.Model:
     """The headless backbone, globally average-pooled, with its weights loaded.
 
@@ -118,6 +121,9 @@ def build_application(
         ``"imagenet"`` (from avsc's cache, downloaded if needed, see
         :mod:`avsc_core.models.weights`), ``None`` (random), or a ``.h5`` / ``.weights.h5``
         file of this headless backbone.
+    pooling : {"avg", None}
+        ``None`` keeps the last feature map (the joint strategy cuts the model earlier);
+        ``tiny_cnn`` always ends pooled, its inner layers stay reachable by name.
 
     Raises
     ------
@@ -132,7 +138,7 @@ def build_application(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = _application(arch, input_shape, path)
+            model = _application(arch, input_shape, path, pooling)
         except (ValueError, OSError, KeyError, TypeError) as exc:
             if path is None:
                 raise
@@ -143,10 +149,12 @@ def build_application(
     return model
 
 
-def _application(arch: str, input_shape: tuple[int, int, int], path: Path | None) -> keras.Model:
+def _application(
+    arch: str, input_shape: tuple[int, int, int], path: Path | None, pooling: str | None
+) -> keras.Model:
     if arch == "inception_v3":
         return keras.applications.InceptionV3(
-            include_top=False, weights=path, input_shape=input_shape, pooling="avg"
+            include_top=False, weights=path, input_shape=input_shape, pooling=pooling
         )
     if arch == "convnext_tiny":
         return keras.applications.ConvNeXtTiny(
@@ -154,7 +162,7 @@ def _application(arch: str, input_shape: tuple[int, int, int], path: Path | None
             include_preprocessing=True,
             weights=path,
             input_shape=input_shape,
-            pooling="avg",
+            pooling=pooling,
         )
     model = _tiny_cnn(input_shape)
     if path is not None:

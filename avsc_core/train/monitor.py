@@ -14,8 +14,15 @@ from avsc_core.train.state import StepState, TrainState
 
 
 def score(logs: dict[str, float]) -> list[float]:
-    """Model selection key: higher validation accuracy, then lower validation loss."""
-    accuracy = logs.get("val_accuracy", logs.get("accuracy", 0.0))
+    """Model selection key: higher validation accuracy, then lower validation loss.
+
+    A joint model's accuracy is its fused output's (``fused_accuracy``).
+    """
+    accuracy = next(
+        (logs[k] for k in ("val_accuracy", "val_fused_accuracy", "accuracy", "fused_accuracy")
+         if k in logs),
+        0.0,
+    )
     loss = logs.get("val_loss", logs.get("loss", float("inf")))
     return [float(accuracy), -float(loss)]
 
@@ -131,11 +138,14 @@ def fit_and_keep_best(
     step: StepState,
     last_path: Path,
     best_path: Path,
-    final_path: Path,
+    final_path: Path | None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
-) -> Path:
+) -> Path | None:
     """Train the epochs ``step`` has not done yet, restore the best epoch, save the model.
+
+    With ``final_path=None`` the model is left for the caller to save (the joint
+    strategy saves its parts, not the training model).
 
     Raises :class:`Cancelled` when ``cancel`` stopped training; the epochs finished
     before it are checkpointed and journalled, so a resumed run continues from there.
@@ -156,7 +166,8 @@ def fit_and_keep_best(
             raise Cancelled()
     if best_path.exists():
         load_weights(model, best_path)
-    model.save(final_path)
+    if final_path is not None:
+        model.save(final_path)
     step.finished = True
     state.save()
     return final_path

@@ -91,8 +91,13 @@ def compute_embeddings(
     clips: Sequence[PreparedClip],
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    features: dict[str, str] | None = None,
 ) -> Embeddings:
-    """Run each frozen backbone over every segment of ``clips``."""
+    """Run each frozen backbone over every segment of ``clips``.
+
+    ``features`` gives the input of backbones outside the two-phase registry (the joint
+    strategy's encoders): ``{name: "mel" | "gam" | "cqt" | "frames"}``.
+    """
     clip_index = np.concatenate([np.full(c.segments, i) for i, c in enumerate(clips)])
     starts = np.concatenate([[0], np.cumsum([c.segments for c in clips])])
     values: dict[str, dict[int, np.ndarray]] = {}
@@ -100,7 +105,7 @@ def compute_embeddings(
     done = 0
     for name, path in backbone_files.items():
         runner = backbone_runner(keras.saving.load_model(path, safe_mode=True))
-        feature = backbone_spec(name).feature
+        feature = (features or {}).get(name) or backbone_spec(name).feature
         rows: dict[int, np.ndarray] = {}
         for i, clip in enumerate(clips):
             if cancel and cancel():

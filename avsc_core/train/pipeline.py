@@ -53,6 +53,29 @@ def frame_items(
     ]
 
 
+@dataclass(frozen=True)
+class SegmentItem:
+    """One segment for joint training: its spectrogram and its frames, and its label."""
+
+    spectrogram: Path
+    frames: Path
+    index: int
+    label: int
+
+
+def segment_items(
+    clips: Sequence[PreparedClip], kind: str, classes: Sequence[str]
+) -> list[SegmentItem]:
+    """Every segment of the clips that have both spectrogram ``kind`` and frames."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    return [
+        SegmentItem(c.features[kind], c.frames, s, lookup[c.clip.label])
+        for c in clips
+        if kind in c.features and c.frames is not None
+        for s in range(c.segments)
+    ]
+
+
 @lru_cache(maxsize=256)
 def _open(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
@@ -140,6 +163,58 @@ def _with_mixup(
         return mixup(batch[0], batch[1], alpha, key)
 
     return ds.enumerate().map(mix)
+
+
+def segment_dataset(
+    items: Sequence[SegmentItem],
+    n_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    outputs: Sequence[str],
+    mixup_alpha: float = 0.0,
+    epoch_counter: list[int] | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``({"spectrogram", "frames"}, {output: one_hot(y)})`` for joint training.
+
+    Mixup mixes a segment's sound and pictures with the same partner and weight; every
+    output is trained towards the same (mixed) target.
+    """
+    if not items:
+        raise ValueError("no training samples")
+    counter = epoch_counter if epoch_counter is not None else [0]
+    spec = _open(items[0].spectrogram)[items[0].index]
+    frames = _open(items[0].frames)[items[0].index]
+
+    def generate() -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        order = np.arange(len(items))
+        if shuffle:
+            np.random.default_rng([seed, counter[0]]).shuffle(order)
+            counter[0] += 1
+        for i in order:
+            item = items[i]
+            yield (
+                {
+                    "spectrogram": np.asarray(_open(item.spectrogram)[item.index]),
+                    "frames": np.asarray(_open(item.frames)[item.index]),
+                },
+                item.label,
+            )
+
+    signature = (
+        {
+            "spectrogram": tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)),
+            "frames": tf.TensorSpec(frames.shape, tf.as_dtype(frames.dtype)),
+        },
+        tf.TensorSpec((), tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes))).batch(batch_size)
+    if mixup_alpha > 0:
+        ds = _with_mixup(ds, mixup_alpha, seed, counter)
+    names = tuple(outputs)
+    ds = ds.map(lambda x, y: (x, {name: y for name in names}))
+    return ds.prefetch(2)
 
 
 def array_dataset(

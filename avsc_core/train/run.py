@@ -1,4 +1,4 @@
-"""Training a model bundle end to end: prepare, Phase I, Phase II, metrics, manifest.
+"""Training a model bundle end to end: prepare, train (two-phase or joint), metrics, manifest.
 
 The bundle folder doubles as the run's working folder: ``training/state.json`` (the
 resume journal), ``training/checkpoints/`` and ``training/embeddings.npz`` live there
@@ -162,6 +162,7 @@ def _write_manifest(
     metrics: dict[str, Any],
     preparation_failures: list,
     devices: int,
+    parts: dict[str, tuple[str, str]],
 ) -> None:
     import keras
 
@@ -169,12 +170,12 @@ def _write_manifest(
     backbones = []
     for name, path in backbone_files.items():
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        spec = backbone_spec(name)
+        modality, feature = parts[name]
         backbones.append(
             {
                 "name": name,
-                "modality": spec.modality,
-                "feature": spec.feature,
+                "modality": modality,
+                "feature": feature,
                 "params": model.count_params(),
                 "trainable_params": trainable_params(model),
                 **file_entry(out, path),
@@ -192,7 +193,7 @@ def _write_manifest(
         "strategy": config.strategy,
         "preset": config.preset,
         "classes": dataset.classes,
-        "fusion": config.fusion,
+        "fusion": "joint" if config.strategy == "joint" else config.fusion,
         "embedding_type": config.embedding_type,
         "media": state.settings["media"],
         "features": state.settings["features"],
@@ -225,7 +226,11 @@ def train_model(
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
-    """Train a two-phase model on the dataset at ``data`` and write its bundle at ``out``.
+    """Train a model on the dataset at ``data`` and write its bundle at ``out``.
+
+    ``config.strategy`` chooses two-phase training (Phase I backbones, Phase II fusion
+    heads) or joint optimisation (:mod:`avsc_core.train.joint`); both end in the same
+    bundle layout.
 
     With ``resume``, an interrupted run at ``out`` continues from its last completed
     epoch with its own saved settings (``config``, ``media``, ``features`` are then
@@ -238,8 +243,10 @@ def train_model(
         The bundle folder, complete with ``manifest.json`` once Phase II has run.
     """
     out = Path(out)
-    if config.strategy == "joint":
-        raise AvscError("the joint-optimisation strategy is not available yet; use two-phase")
+    if config.strategy == "joint" and tuple(phases) != PHASES:
+        raise AvscError("--phase applies to two-phase training; joint optimisation has one phase")
+    if not resume:
+        _check_settings(config)  # before the run folder is created
     state = _start_or_resume(
         data,
         out,
@@ -257,31 +264,22 @@ def train_model(
     dataset = Dataset.from_dict(state.settings["dataset"], root=data)
     classes = dataset.classes
 
-    from avsc_core.train.phase1 import visual_weights_argument
-
-    for name in config.visual_backbones:
-        visual_weights_argument(config, name)  # a wrong weights option fails before decoding
-    kinds = tuple(
-        dict.fromkeys(
-            backbone_spec(b).feature
-            for b in config.backbones
-            if backbone_spec(b).modality == "audio"
-        )
-    )
+    parts = _check_settings(config)
+    joint = config.strategy == "joint"
+    kinds = tuple(dict.fromkeys(f for m, f in parts.values() if m == "audio"))
+    frames = any(m == "visual" for m, _ in parts.values())
     preparation = prepare_clips(
         dataset.clips,
         media,
         features,
         kinds=kinds,
-        frames=bool(config.visual_backbones),
+        frames=frames,
         jobs=jobs,
         progress=progress,
         cancel=cancel,
     )
     if progress:
-        report = preparation_report(
-            dataset, preparation, media, kinds, bool(config.visual_backbones)
-        )
+        report = preparation_report(dataset, preparation, media, kinds, frames)
         progress(Progress("check", 1, 1, {"report": report.format()}))
     clips = preparation.clips
     train = [c for c in clips if c.clip.split == "train"]
@@ -290,9 +288,93 @@ def train_model(
         raise AvscError(f"{data}: no readable training clips")
 
     from avsc_core.train.distribute import distribution_strategy
-    from avsc_core.train.phase1 import train_backbone
 
     distribution = distribution_strategy(devices)
+    if joint:
+        from avsc_core.train.joint import train_joint
+
+        backbone_files, head_files = train_joint(
+            train, val, classes, config, media, features, out, state, distribution,
+            progress, cancel,
+        )
+    else:
+        trained = _train_two_phase(
+            train, val, clips, classes, config, media, features, out, state, distribution,
+            phases, progress, cancel,
+        )
+        if trained is None:
+            return out
+        backbone_files, head_files = trained
+
+    from avsc_core.train.phase2 import Embeddings, compute_embeddings
+
+    cache_file = out / "training" / "embeddings.npz"
+    embeddings_step = state.step("phase2:embeddings")
+    if embeddings_step.finished and cache_file.exists():
+        embeddings = Embeddings.load(cache_file)
+    else:
+        embeddings = compute_embeddings(
+            backbone_files, clips, progress, cancel, {n: f for n, (_, f) in parts.items()}
+        )
+        embeddings.save(cache_file)
+        embeddings_step.finished = True
+        state.save()
+    metrics = _head_metrics(head_files, embeddings, clips, classes, config)
+    _write_manifest(
+        out,
+        state,
+        dataset,
+        backbone_files,
+        head_files,
+        metrics,
+        preparation.failures,
+        distribution.num_replicas_in_sync,
+        parts,
+    )
+    shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
+    cache_file.unlink(missing_ok=True)
+    return out
+
+
+def _check_settings(config: TrainConfig) -> dict[str, tuple[str, str]]:
+    """``{backbone: (modality, feature)}`` of the model ``config`` trains.
+
+    Raises
+    ------
+    AvscError
+        Settings that cannot work (a weights folder without the needed file, more stages
+        than the image model has), so that they fail before any decoding.
+    """
+    from avsc_core.train.phase1 import visual_weights_argument
+
+    if config.strategy == "joint":
+        from avsc_core.train.joint import joint_parts, joint_visual_weights
+
+        joint_visual_weights(config)
+        return joint_parts(config)
+    for name in config.visual_backbones:
+        visual_weights_argument(config, name)
+    return {b: (backbone_spec(b).modality, backbone_spec(b).feature) for b in config.backbones}
+
+
+def _train_two_phase(
+    train: list[PreparedClip],
+    val: list[PreparedClip],
+    clips: list[PreparedClip],
+    classes: list[str],
+    config: TrainConfig,
+    media: MediaConfig,
+    features: FeatureConfig,
+    out: Path,
+    state: TrainState,
+    distribution,
+    phases: Sequence[str],
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+) -> tuple[dict[str, Path], dict[str, tuple[Path, list[str]]]] | None:
+    """Phase I and Phase II; ``None`` when ``phases`` stops after Phase I."""
+    from avsc_core.train.phase1 import train_backbone
+
     backbone_files = {}
     for name in config.backbones:
         if "1" in phases or state.step(f"phase1/{name}").finished:
@@ -311,7 +393,7 @@ def train_model(
                 cancel,
             )
     if "2" not in phases:
-        return out
+        return None
     missing = [b for b in config.backbones if b not in backbone_files]
     if missing:
         raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
@@ -353,17 +435,4 @@ def train_model(
         )
         if path is not None:
             head_files[head] = (path, inputs)
-    metrics = _head_metrics(head_files, embeddings, clips, classes, config)
-    _write_manifest(
-        out,
-        state,
-        dataset,
-        backbone_files,
-        head_files,
-        metrics,
-        preparation.failures,
-        distribution.num_replicas_in_sync,
-    )
-    shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
-    cache_file.unlink(missing_ok=True)
-    return out
+    return backbone_files, head_files

@@ -11,6 +11,8 @@ from avsc_core.config import _Settings
 STRATEGIES = ("two-phase", "joint")
 FUSIONS = ("f1", "f2", "f3", "f4", "f5", "f6")
 ALL_BACKBONES = ("aud-mel", "aud-gam", "aud-cqt", "vis-inc", "vis-conv")
+SPECTROGRAMS = ("mel", "gam", "cqt")
+JOINT_IMAGE_MODELS = ("convnext_tiny", "inception_v3")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,23 @@ class TrainConfig(_Settings):
         ``"imagenet"``, ``"none"`` or a path to a weights file.
     seed : int
         Seeds splits, shuffling, mixup and initialisation.
+    joint_epochs : int
+        Epochs of joint optimisation (``strategy="joint"``).
+    joint_feature : {"mel", "gam", "cqt"}
+        The spectrogram the joint acoustic encoder takes.
+    joint_image_model : {"convnext_tiny", "inception_v3"}
+        The pre-trained image model whose bottom layers encode the frames (the ``tiny``
+        preset always uses its small CNN).
+    joint_visual_stages : int
+        Stages of the image model kept; 0 for its default
+        (:mod:`avsc_core.models.joint`).
+    joint_freeze_visual : bool
+        Keep the image model's layers fixed (only the rest is trained).
+    joint_branch_weight : float
+        Weight of each encoder's own loss beside the fused one.
+
+    In joint optimisation ``audio_lr`` trains the acoustic encoder and the classifier and
+    ``visual_lr`` the image model's layers.
     """
 
     preset: str = "paper"
@@ -55,6 +74,12 @@ class TrainConfig(_Settings):
     mixup_alpha: float = 0.4
     visual_weights: str = "imagenet"
     seed: int = 0
+    joint_epochs: int = 30
+    joint_feature: str = "mel"
+    joint_image_model: str = "convnext_tiny"
+    joint_visual_stages: int = 0
+    joint_freeze_visual: bool = False
+    joint_branch_weight: float = 0.3
 
     def __post_init__(self) -> None:
         if self.preset not in ("paper", "tiny"):
@@ -70,12 +95,18 @@ class TrainConfig(_Settings):
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
         if self.mixup_alpha < 0:
             raise ValueError("mixup_alpha must be >= 0")
+        if self.joint_feature not in SPECTROGRAMS:
+            raise ValueError(f"joint_feature must be one of {SPECTROGRAMS}")
+        if self.joint_image_model not in JOINT_IMAGE_MODELS:
+            raise ValueError(f"joint_image_model must be one of {JOINT_IMAGE_MODELS}")
+        if self.joint_epochs < 0 or self.joint_visual_stages < 0 or self.joint_branch_weight < 0:
+            raise ValueError("joint epochs, stages and branch weight must be >= 0")
         object.__setattr__(self, "backbones", tuple(self.backbones))
 
     @property
     def embedding_type(self) -> int:
-        """1 (FC(1024) outputs) for f1-f3, 2 (FC(10) outputs) for f4-f6."""
-        return 1 if self.fusion in ("f1", "f2", "f3") else 2
+        """1 (FC(1024) outputs) for f1-f3 and joint models, 2 (FC(10) outputs) for f4-f6."""
+        return 1 if self.strategy == "joint" or self.fusion in ("f1", "f2", "f3") else 2
 
     @classmethod
     def for_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
@@ -85,6 +116,7 @@ class TrainConfig(_Settings):
             base.update(
                 phase1_epochs=10,
                 phase2_epochs=20,
+                joint_epochs=15,
                 batch_size=8,
                 visual_lr=1e-3,
                 audio_lr=2e-3,

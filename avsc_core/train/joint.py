@@ -1,0 +1,216 @@
+"""Joint optimisation (Chen, Wang, Zhang 2022): one training of both encoders and the classifier.
+
+Every training segment feeds its spectrogram and its frames to the training model of
+:func:`avsc_core.models.joint.build_joint_model`; mixup mixes both with the same partner.
+The loss is KL divergence on the fused answer plus ``joint_branch_weight`` times the KL of
+each encoder's own answer (+ L2 on the kernels); Adam with ``audio_lr`` for the acoustic
+encoder and the classifier and ``visual_lr`` for the image model's layers. Validation,
+checkpoints, cancel and resume work as in Phase I (:mod:`avsc_core.train.monitor`).
+
+The trained parts are saved like a two-phase model: two backbones (``joint-aud``,
+``joint-vis``, each ending in ``emb1 -> emb2 -> probs``) and three heads (``fused``, the
+jointly trained classifier on both ``emb1``; ``audio`` and ``visual``, each encoder's own
+classifier), so evaluation, classification, export and the app use them unchanged.
+Segments lacking sound or pictures cannot train a joint model and are left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
+from avsc_core.errors import AvscError
+from avsc_core.models import scene_loss
+from avsc_core.models.joint import (
+    JOINT_AUDIO,
+    JOINT_VISUAL,
+    JointNetConfig,
+    branch_head,
+    build_acoustic_encoder,
+    build_joint_model,
+    build_visual_encoder,
+)
+from avsc_core.progress import ProgressCallback
+from avsc_core.train.checkpoint import load_checkpoint
+from avsc_core.train.monitor import fit_and_keep_best
+from avsc_core.train.phase1 import backbone_seed, visual_weights_argument
+from avsc_core.train.pipeline import segment_dataset, segment_items
+from avsc_core.train.prepare import PreparedClip
+from avsc_core.train.settings import TrainConfig
+from avsc_core.train.state import TrainState
+
+OUTPUTS = ("fused", "audio", "visual")
+# The two-phase backbone whose ImageNet weights file each image model uses.
+_WEIGHTS_OF = {"convnext_tiny": "vis-conv", "inception_v3": "vis-inc"}
+
+
+def joint_net_config(config: TrainConfig) -> JointNetConfig:
+    """The network sizes of ``config``'s preset and joint settings.
+
+    Raises
+    ------
+    AvscError
+        Settings the networks cannot have (more stages than the image model has).
+    """
+    stages = config.joint_visual_stages or None
+    try:
+        if config.preset == "tiny":
+            return JointNetConfig.tiny(stages)
+        return JointNetConfig.paper(config.joint_image_model, stages)
+    except ValueError as exc:
+        raise AvscError(f"--visual-stages: {exc}") from exc
+
+
+def joint_parts(config: TrainConfig) -> dict[str, tuple[str, str]]:
+    """``{backbone name: (modality, feature)}`` of a joint model."""
+    return {JOINT_AUDIO: ("audio", config.joint_feature), JOINT_VISUAL: ("visual", "frames")}
+
+
+class TwoRateAdam(keras.optimizers.Adam):
+    """Adam with its learning rate scaled by ``scale`` for a chosen set of variables.
+
+    Keras has one learning rate per optimizer; joint optimisation fine-tunes pre-trained
+    image layers more gently than the networks trained from scratch. Scaling the
+    gradients would not do it (Adam's steps do not depend on the gradient's scale), so the
+    rate itself is scaled in :meth:`update_step`. Used for training only, never saved.
+    """
+
+    def __init__(self, learning_rate: float, scaled: Sequence, scale: float, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self._scaled_keys = {self._var_key(v) for v in scaled}
+        self._scale = float(scale)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._var_key(variable) in self._scaled_keys:
+            learning_rate = learning_rate * self._scale
+        super().update_step(gradient, variable, learning_rate)
+
+
+def joint_visual_weights(config: TrainConfig):
+    """The image model's initial weights (see :func:`~avsc_core.train.phase1.visual_weights_argument`).
+
+    Raises
+    ------
+    AvscError
+        When ``config.visual_weights`` names a folder without the image model's file.
+    """
+    net = joint_net_config(config)
+    if net.image_model == "tiny_cnn":
+        return None
+    name = _WEIGHTS_OF[net.image_model]
+    return visual_weights_argument(dataclasses.replace(config, backbones=(name,)), name)
+
+
+def _build(
+    config: TrainConfig,
+    net: JointNetConfig,
+    n_classes: int,
+    input_shape: tuple[int, int, int],
+    frames_per_segment: int,
+) -> tuple[keras.Model, keras.Model, keras.Model, keras.Model]:
+    audio = build_acoustic_encoder(net, input_shape, n_classes, name="joint_aud")
+    visual = build_visual_encoder(net, n_classes, joint_visual_weights(config), name="joint_vis")
+    image_layers = visual.get_layer(f"{net.image_model}_bottom")
+    if config.joint_freeze_visual:
+        image_layers.trainable = False
+    model, classifier = build_joint_model(audio, visual, frames_per_segment, n_classes, net)
+    scaled = [] if config.joint_freeze_visual else image_layers.trainable_variables
+    model.compile(
+        optimizer=TwoRateAdam(config.audio_lr, scaled, config.visual_lr / config.audio_lr),
+        loss={name: scene_loss() for name in OUTPUTS},
+        loss_weights={"fused": 1.0, "audio": config.joint_branch_weight,
+                      "visual": config.joint_branch_weight},
+        metrics={"fused": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
+    )
+    return model, audio, visual, classifier
+
+
+def train_joint(
+    train: Sequence[PreparedClip],
+    val: Sequence[PreparedClip],
+    classes: Sequence[str],
+    config: TrainConfig,
+    media: MediaConfig,
+    features: FeatureConfig,
+    workdir: Path,
+    state: TrainState,
+    distribution: tf.distribute.Strategy,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[dict[str, Path], dict[str, tuple[Path, list[str]]]]:
+    """Train (or resume) a joint model; return its backbone files and head files.
+
+    Returns
+    -------
+    backbones : dict
+        ``{"joint-aud": path, "joint-vis": path}``.
+    heads : dict
+        ``{head: (path, backbone names it takes)}`` for ``fused``, ``audio``, ``visual``.
+    """
+    backbones = {name: workdir / "backbones" / f"{name}.keras" for name in (JOINT_AUDIO, JOINT_VISUAL)}
+    heads = {
+        "fused": (workdir / "heads" / "fused.keras", [JOINT_AUDIO, JOINT_VISUAL]),
+        "audio": (workdir / "heads" / "audio.keras", [JOINT_AUDIO]),
+        "visual": (workdir / "heads" / "visual.keras", [JOINT_VISUAL]),
+    }
+    step = state.step("joint")
+    files = [*backbones.values(), *(path for path, _ in heads.values())]
+    if step.finished and all(p.exists() for p in files):
+        return backbones, heads
+
+    kind = config.joint_feature
+    train_items = segment_items(train, kind, classes)
+    val_items = segment_items(val, kind, classes)
+    if not train_items:
+        raise AvscError("no training clip has both sound and pictures; joint optimisation "
+                        "needs both (use --strategy two-phase for one modality)")
+    checkpoints = workdir / "training" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    last, best = checkpoints / "joint.last.npz", checkpoints / "joint.best.npz"
+    net = joint_net_config(config)
+    seed = backbone_seed(config.seed, "joint")
+    keras.utils.set_random_seed(seed)
+    with distribution.scope():
+        model, audio, visual, classifier = _build(
+            config, net, len(classes), feature_shape(media, features), media.frames_per_segment
+        )
+        if step.epochs_done > 0 and last.exists():
+            load_checkpoint(model, last)
+        else:
+            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
+
+    counter = [step.epochs_done]
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    train_ds = segment_dataset(train_items, len(classes), batch, True, seed, OUTPUTS,
+                               config.mixup_alpha, counter)
+    val_ds = (segment_dataset(val_items, len(classes), batch, False, seed, OUTPUTS)
+              if val_items else None)
+    fit_and_keep_best(
+        model,
+        train_ds,
+        val_ds,
+        stage="joint",
+        epochs=config.joint_epochs,
+        steps_per_epoch=math.ceil(len(train_items) / batch),
+        state=state,
+        step=step,
+        last_path=last,
+        best_path=best,
+        final_path=None,
+        progress=progress,
+        cancel=cancel,
+    )
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    audio.save(backbones[JOINT_AUDIO])
+    visual.save(backbones[JOINT_VISUAL])
+    classifier.save(heads["fused"][0])
+    branch_head(audio, JOINT_AUDIO).save(heads["audio"][0])
+    branch_head(visual, JOINT_VISUAL).save(heads["visual"][0])
+    return backbones, heads
