@@ -269,6 +269,9 @@ def _child_setup() -> None:
     if hasattr(os, "nice"):
         os.nice(WORKER_NICENESS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from avsc_core.quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
     from app.logs import setup_logging
 
     setup_logging("worker")

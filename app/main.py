@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from avsc_core.quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
     from app.logs import setup_logging
 
     log_file = setup_logging("gui")

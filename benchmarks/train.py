@@ -1,9 +1,12 @@
-"""Training throughput of both presets: Phase I per backbone, Phase II, and peak memory.
+"""Training throughput of both presets and strategies: per backbone, head or joint run, and peak memory.
 
-    python benchmarks/train.py [--presets tiny,paper] [--clips-per-class N] [--epochs N]
+    python benchmarks/train.py [--presets tiny,paper] [--strategies two-phase,joint]
+                               [--clips-per-class N] [--epochs N]
 
-Each preset trains in its own process on generated sample data (4 classes, 10-s clips):
-Phase I for each of the five backbones, then the embeddings and the three fusion heads.
+Each preset and strategy trains in its own process on generated sample data (4 classes,
+10-s clips): two-phase runs Phase I for each of the five backbones, then the embeddings
+and the three fusion heads; joint runs its one joint optimisation (both encoders and the
+classifier, every frame of every segment).
 Throughput counts training clips per second over the epochs after the first (the first
 one also traces the graph, reported separately); peak memory is the process's maximum
 resident set size. On a CPU the paper preset is slow: keep --clips-per-class small.
@@ -22,7 +25,7 @@ import time
 from pathlib import Path
 
 
-def run_preset(preset: str, data: Path, out: Path, epochs: int) -> dict:
+def run_preset(preset: str, strategy: str, data: Path, out: Path, epochs: int) -> dict:
     """Train one preset (in this process) and return its timings."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from avsc_core.train import TrainConfig, train_model
@@ -35,7 +38,8 @@ def run_preset(preset: str, data: Path, out: Path, epochs: int) -> dict:
             marks["embeddings_end"] = time.monotonic()
 
     config = TrainConfig.for_preset(
-        preset, phase1_epochs=epochs, phase2_epochs=epochs, visual_weights="none"
+        preset, strategy=strategy, phase1_epochs=epochs, phase2_epochs=epochs,
+        joint_epochs=epochs, visual_weights="none",
     )
     start = time.monotonic()
     train_model(data, out, config, progress=progress, jobs=2)
@@ -56,7 +60,7 @@ def run_preset(preset: str, data: Path, out: Path, epochs: int) -> dict:
         }
     embed_s = marks.get("embeddings_end", 0) - marks.get("embeddings_start", 0)
     return {
-        "preset": preset,
+        "preset": preset if strategy == "two-phase" else f"{preset}/{strategy}",
         "train_clips": n_train,
         "rows": rows,
         "embeddings_clips_per_s": n_all / embed_s if embed_s > 0 else None,
@@ -69,13 +73,14 @@ def run_preset(preset: str, data: Path, out: Path, epochs: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="tiny,paper")
+    parser.add_argument("--strategies", default="two-phase,joint")
     parser.add_argument("--clips-per-class", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        preset, data, out, epochs = args.child
-        print(json.dumps(run_preset(preset, Path(data), Path(out), int(epochs))))
+        preset, strategy, data, out, epochs = args.child
+        print(json.dumps(run_preset(preset, strategy, Path(data), Path(out), int(epochs))))
         return 0
 
     from avsc_core.sampledata import generate_sample_dataset
@@ -84,15 +89,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate_sample_dataset(data, classes=4, per_class=args.clips_per_class, jobs=2)
-        for preset in args.presets.split(","):
+        runs = [(p, s) for p in args.presets.split(",") for s in args.strategies.split(",")]
+        for preset, strategy in runs:
             run = subprocess.run(
                 [
                     sys.executable,
                     __file__,
                     "--child",
                     preset,
+                    strategy,
                     str(data),
-                    str(Path(tmp) / f"model-{preset}"),
+                    str(Path(tmp) / f"model-{preset}-{strategy}"),
                     str(args.epochs),
                 ],
                 capture_output=True,
@@ -104,23 +111,23 @@ def main() -> int:
             results.append(json.loads(run.stdout.strip().splitlines()[-1]))
 
     print(
-        f"{'preset':7} {'step':18} {'params':>11} {'1st epoch s':>12} {'epoch s':>8} {'clips/s':>8}"
+        f"{'run':13} {'step':18} {'params':>11} {'1st epoch s':>12} {'epoch s':>8} {'clips/s':>8}"
     )
     for r in results:
         for step, row in r["rows"].items():
             name = step.split("/")[-1].split(":")[-1]
             params = r["params"].get(name)
             print(
-                f"{r['preset']:7} {step:18} {params or '':>11} {row['first_epoch_s']:12.1f} "
+                f"{r['preset']:13} {step:18} {params or '':>11} {row['first_epoch_s']:12.1f} "
                 f"{row['epoch_s']:8.2f} {row['clips_per_s']:8.2f}"
             )
         emb = r["embeddings_clips_per_s"]
         print(
-            f"{r['preset']:7} {'phase2 embeddings':18} {'':>11} {'':>12} {'':>8} "
+            f"{r['preset']:13} {'embeddings':18} {'':>11} {'':>12} {'':>8} "
             f"{emb if emb is None else round(emb, 2):>8}"
         )
         print(
-            f"{r['preset']:7} total {r['total_s']:.0f} s for {r['train_clips']} training clips, "
+            f"{r['preset']:13} total {r['total_s']:.0f} s for {r['train_clips']} training clips, "
             f"peak memory {r['peak_rss_mb']:.0f} MB"
         )
     return 0

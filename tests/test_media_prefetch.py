@@ -52,8 +52,7 @@ def test_closing_early_stops_the_thread_and_releases_the_source():
 
     def source():
         try:
-            for i in range(10_000):
-                yield i
+            yield from range(10_000)
         finally:
             released.set()  # where a decoder closes its file
 

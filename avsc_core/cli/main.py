@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from avsc_core import __version__
 from avsc_core.errors import AvscError
 from avsc_core.progress import Cancelled
+from avsc_core.quiet import quiet_tensorflow_import
 
 # One module per command, in the order ``avsc --help`` lists them.
 COMMAND_MODULES = (
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--debug" not in argv:
         # TensorFlow's C++ start-up chatter is noise to a user; --debug keeps it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet_tensorflow_import()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

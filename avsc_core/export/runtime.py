@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from avsc_core.errors import AvscError
+from avsc_core.quiet import quiet_stderr
 
 
 def default_threads() -> int:
@@ -79,22 +79,12 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def _quiet_stderr():
     """Silence the C++ runtime's start-up lines (\"Created TensorFlow Lite XNNPACK
-    delegate for CPU\"), which bypass Python's logging; commands stay quiet on stderr."""
+    delegate for CPU\"), which bypass Python's logging, unless TF logging is wanted."""
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        return contextlib.nullcontext()
+    return quiet_stderr()
 
 
 def _tflite_interpreter(path: Path, threads: int):

@@ -19,7 +19,7 @@ _END = object()
 _POLL = 0.05
 
 
-class prefetch(Iterator[T]):  # noqa: N801 - used like a function, as itertools' are
+class prefetch(Iterator[T]):  # lower case: used like a function, as itertools' classes are
     """Yield the items of ``items``, produced ahead by a background thread.
 
     The thread starts at once, so work begins before the first item is asked for. An
@@ -82,7 +82,7 @@ def _produce(items: Iterable, pipe: queue.Queue, stop: threading.Event) -> None:
             if not _put(pipe, stop, (True, item)):
                 return
         _put(pipe, stop, (True, _END))
-    except BaseException as exc:  # handed to the consumer, which re-raises it
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
         _put(pipe, stop, (False, exc))
     finally:
         close = getattr(source, "close", None)
