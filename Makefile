@@ -8,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export QT_QPA_PLATFORM ?= offscreen
 DEMO := demo-out
 
-.PHONY: demo test gui bench setup clean lock
+.PHONY: demo test gui bench setup clean lock package
 
 setup: $(STAMP)
 
@@ -39,9 +39,14 @@ gui: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/features.py
 
+# The Linux installer (dist/avsc-<version>-linux-<arch>.tar.gz), smoke-tested; see
+# packaging/README.md.
+package: $(STAMP)
+	PY=$(PY) packaging/build.sh
+
 # Re-pin the tested versions after changing dependencies.
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^avsc' > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(DEMO) build *.egg-info
+	rm -rf $(VENV) $(DEMO) build dist *.egg-info
