@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resources() -> Path:
+    """``resources/`` of the source tree, or of the packaged app (PyInstaller's folder)."""
+    bundled = getattr(sys, "_MEIPASS", None)
+    return Path(bundled) / "resources" if bundled else Path(__file__).resolve().parents[1] / "resources"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -54,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("avsc")
+    app.setDesktopFileName("avsc")  # matches the installer's menu entry
+    icon = _resources() / "icons" / "avsc.png"
+    if icon.exists():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     settings = AppSettings.load()
     window = MainWindow(settings)
     _install_excepthook(window)

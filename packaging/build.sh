@@ -9,6 +9,7 @@ VERSION=$("$PY" -c 'import avsc_core; print(avsc_core.__version__)')
 ARCH=$(uname -m)
 NAME="avsc-$VERSION-linux-$ARCH"
 WORK=build/package
+export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}  # the analysis imports Qt modules
 
 "$PY" -m pip install --quiet -c constraints.txt "pyinstaller==6.22.3"
 rm -rf "$WORK" "dist/avsc" "dist/$NAME" "dist/$NAME.tar.gz"

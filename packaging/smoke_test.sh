@@ -15,6 +15,6 @@ cd "$TMP"
 "$APP/avsc" label --model model data --out labels.csv --recursive --jobs 2
 "$APP/avsc" export --model model --format tflite --precision int8
 "$APP/avsc" classify --model model data/*/*-001.mp4
-"$APP/avsc-gui" --model model --smoke-test gui.png data/*/*-002.mp4
+"$APP/avsc-gui" --model model --smoke-test gui.png "$(ls data/*/*-002.mp4 | head -n 1)"
 test -s gui.png && test -s labels.csv && test -s metrics.json
 echo "smoke test passed: $APP"

@@ -122,3 +122,16 @@ def test_a_training_process_that_dies_is_reported_and_the_window_recovers(
     # The journal was written before the crash: the run can be resumed.
     assert view.resume_button.isVisible()
     assert view.back_button.isEnabled()
+
+
+def test_choosing_joint_optimisation_offers_its_settings_only(window):
+    view = window.train_view
+    view.preset_combo.setCurrentText("tiny")
+    view.strategy_combo.setCurrentText("joint")
+    assert view.joint_spin.isEnabled()
+    assert not view.phase1_spin.isEnabled() and not view.fusion_combo.isEnabled()
+    view.joint_spin.setValue(4)
+    config = view.config_from_settings()
+    assert (config.strategy, config.joint_epochs) == ("joint", 4)
+    view.strategy_combo.setCurrentText("two-phase")
+    assert view.phase1_spin.isEnabled() and not view.joint_spin.isEnabled()

@@ -169,6 +169,9 @@ class SegmentStreams:
     def close(self) -> None:
         if self.frames is not None:
             self.frames.close()
+        close_audio = getattr(self.audio, "close", None)
+        if close_audio is not None:
+            close_audio()
 
 
 def open_segment_streams(
