@@ -126,8 +126,10 @@ def test_a_training_process_that_dies_is_reported_and_the_window_recovers(
 
 def test_choosing_joint_optimisation_offers_its_settings_only(window):
     view = window.train_view
-    view.preset_combo.setCurrentText("tiny")
+    view.preset_combo.setCurrentText("paper")
+    assert view.batch_spin.value() == 32
     view.strategy_combo.setCurrentText("joint")
+    assert view.batch_spin.value() == 8  # a joint item is a segment with all its frames
     assert view.joint_spin.isEnabled()
     assert not view.phase1_spin.isEnabled() and not view.fusion_combo.isEnabled()
     view.joint_spin.setValue(4)

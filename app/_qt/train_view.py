@@ -38,6 +38,7 @@ from app.settings import AppSettings
 from app.timing import format_seconds
 from app.training import TrainingReport, TrainJob, interrupted_run, stage_title
 from avsc_core.train import ALL_BACKBONES, FUSIONS, STRATEGIES, TrainConfig
+from avsc_core.train.settings import JOINT_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +463,8 @@ class TrainView(QWidget):
                        *self.backbone_checks.values()):
             widget.setEnabled(not joint)
         self.joint_spin.setEnabled(joint)
+        if joint and self.batch_spin.value() > JOINT_BATCH:
+            self.batch_spin.setValue(JOINT_BATCH)  # each item brings all its frames
 
     def _choose_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Visual weights", self.settings.folder(

@@ -13,6 +13,7 @@ FUSIONS = ("f1", "f2", "f3", "f4", "f5", "f6")
 ALL_BACKBONES = ("aud-mel", "aud-gam", "aud-cqt", "vis-inc", "vis-conv")
 SPECTROGRAMS = ("mel", "gam", "cqt")
 JOINT_IMAGE_MODELS = ("convnext_tiny", "inception_v3")
+JOINT_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class TrainConfig(_Settings):
     phase1_epochs, phase2_epochs : int
         Epochs per backbone (Phase I) and per fusion head (Phase II).
     batch_size : int
-        Segments per audio batch, frames per visual batch, clips per fusion batch.
+        Segments per audio batch, frames per visual batch, clips per fusion batch;
+        segments (each with all its frames) per joint batch, 8 by default.
     audio_lr, visual_lr, fusion_lr : float
         Adam learning rates. Visual backbones start from ImageNet, hence a smaller rate in
         the paper preset.
@@ -123,7 +125,12 @@ class TrainConfig(_Settings):
                 fusion_lr=1e-2,
                 visual_weights="none",
             )
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("strategy") == "joint" and "batch_size" not in given:
+            # A joint batch item is a segment with all its frames (20 per 10 s): 8 of them
+            # already put 160 frames through the image layers per step.
+            base["batch_size"] = min(base.get("batch_size", cls.batch_size), JOINT_BATCH)
+        base.update(given)
         return cls(**base)
 
     def to_dict(self) -> dict[str, Any]:
