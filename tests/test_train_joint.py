@@ -162,3 +162,17 @@ def test_joint_settings_that_cannot_work_fail_before_anything_is_written(tiny_da
     with pytest.raises(AvscError, match="one phase"):
         train_model(tiny_dataset, out, TrainConfig.for_preset("tiny", strategy="joint"),
                     phases=("1",))
+
+
+def test_freezing_keeps_the_image_layers_out_of_training():
+    from avsc_core.train.joint import _build, joint_net_config
+
+    def trainable(freeze: bool) -> tuple[int, int]:
+        config = TrainConfig.for_preset("tiny", strategy="joint", joint_freeze_visual=freeze)
+        model, _, visual, _ = _build(config, joint_net_config(config), 3, (128, 305, 6), 4)
+        image = visual.get_layer("tiny_cnn_bottom")
+        return len(image.trainable_weights), len(model.trainable_weights)
+
+    (image_free, all_free), (image_frozen, all_frozen) = trainable(False), trainable(True)
+    assert image_free > 0 and image_frozen == 0
+    assert all_frozen == all_free - image_free
