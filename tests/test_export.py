@@ -169,3 +169,34 @@ def test_int8_and_onnx_exports_coexist_and_keep_the_labels(exported, real_inputs
     assert len(after) == len(before) == 3
     assert [n for n in after if n.startswith("tflite-int8")] != [
         n for n in before if n.startswith("tflite-int8")]
+
+
+def test_folders_left_by_a_killed_export_are_cleared_but_live_ones_kept(exported, tmp_path):
+    import os
+    import subprocess
+
+    from avsc_core.export.write import OWNER, remove_leftovers
+
+    root = tmp_path / "model"
+    shutil.copytree(exported[0], root)
+    exports = root / "exports"
+    dead_pid = subprocess.Popen(["true"])  # once it has exited its pid belongs to no one
+    dead_pid.wait()
+    killed = exports / ".tflite-int8-1.partial"
+    killed.mkdir()
+    (killed / OWNER).write_text(str(dead_pid.pid))
+    renamed = exports / "onnx-fp32-2"  # killed after the rename, before the manifest
+    renamed.mkdir()
+    (renamed / OWNER).write_text(str(dead_pid.pid))
+    running = exports / ".onnx-fp32-3.partial"  # another export still writing
+    running.mkdir()
+    (running / OWNER).write_text(str(os.getpid()))
+
+    removed = remove_leftovers(load_bundle(root))
+    assert sorted(p.name for p in removed) == [".tflite-int8-1.partial", "onnx-fp32-2"]
+    assert running.exists()
+    bundle = load_bundle(root)  # the recorded export is untouched and still valid
+    assert Predictor(bundle).runtime == "tflite-fp32"
+    assert not any((exports / p).exists() for p in (".tflite-int8-1.partial", "onnx-fp32-2"))
+    recorded = {(root / e["file"]).parent for e in bundle.exports["tflite-fp32"]["backbones"].values()}
+    assert all(not (folder / OWNER).exists() for folder in recorded)

@@ -14,8 +14,10 @@ multiplications, and this keeps the fused answer as close to Keras as the backbo
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,9 @@ def export_model(
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
     final = bundle.root / EXPORTS_DIR / f"{key}-{stamp}"
     partial = final.with_name(f".{final.name}.partial")
+    remove_leftovers(bundle)
     partial.mkdir(parents=True)
+    (partial / OWNER).write_text(str(os.getpid()))
     networks = [("backbones", n) for n in bundle.backbone_names]
     networks += [("heads", h) for h in bundle.head_names]
     entry: dict[str, Any] = {
@@ -136,9 +140,54 @@ def export_model(
             network["file"] = (final / network["file"]).relative_to(bundle.root).as_posix()
     previous = bundle.exports.get(key)
     record_export(bundle.root, key, entry)
+    (final / OWNER).unlink()
     if previous:
         _remove_old(bundle.root, previous, final)
     return ExportResult(key, entry, worst)
+
+
+# An export folder holds this file, with the writing process's id, until the manifest
+# records it: a folder whose writer is gone (killed mid-export) is a leftover.
+OWNER = ".owner"
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False  # no such process, or an unreadable file
+    return True
+
+
+def remove_leftovers(bundle: Bundle) -> list[Path]:
+    """Delete export folders that a killed ``avsc export`` left behind; return them.
+
+    A folder is a leftover when its writer's process is gone and the manifest does not
+    record it: a ``.partial`` folder, or one renamed just before the manifest was written.
+    Exports still being written by another process are kept.
+    """
+    folder = bundle.root / EXPORTS_DIR
+    if not folder.is_dir():
+        return []
+    recorded = {
+        (bundle.root / e["file"]).parent
+        for export in bundle.exports.values()
+        for group in ("backbones", "heads")
+        for e in export.get(group, {}).values()
+    }
+    removed = []
+    for path in folder.iterdir():
+        if not path.is_dir() or path in recorded:
+            continue
+        owner = path / OWNER
+        if owner.exists() and _alive(owner):
+            continue
+        if not owner.exists() and time.time() - path.stat().st_mtime < 60:
+            continue  # just made by a writer that has not written its owner file yet
+        if owner.exists() or path.name.endswith(".partial"):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
