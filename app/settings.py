@@ -1,4 +1,5 @@
-"""Settings that persist between sessions: current model, recent files, last folders.
+"""Settings that persist between sessions: current model, recent files, last folders,
+the window's size.
 
 Stored as JSON in the user config dir, written atomically; a damaged file is ignored
 (with a log line) rather than stopping the app from starting.
@@ -35,12 +36,16 @@ class AppSettings:
         Last folder used per purpose (``"open"``, ``"model"``, ``"dataset"``, ``"label"``...).
     training : dict
         The training settings last used in the wizard.
+    window_geometry : str or None
+        The main window's size and place when it was last closed (Qt's saved geometry,
+        base64).
     """
 
     model: str | None = None
     recent_files: list[str] = field(default_factory=list)
     folders: dict[str, str] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    window_geometry: str | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod

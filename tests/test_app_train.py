@@ -137,3 +137,18 @@ def test_choosing_joint_optimisation_offers_its_settings_only(window):
     assert (config.strategy, config.joint_epochs) == ("joint", 4)
     view.strategy_combo.setCurrentText("two-phase")
     assert view.phase1_spin.isEnabled() and not view.joint_spin.isEnabled()
+
+
+def test_the_window_reopens_at_the_size_it_was_closed_at(qtbot):
+    first = MainWindow(AppSettings.load())
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(760, 720)  # within the offscreen screen (800x800), which restoring fits into
+    qtbot.waitUntil(lambda: first.width() == 760, timeout=5_000)
+    first.close()
+
+    second = MainWindow(AppSettings.load())
+    qtbot.addWidget(second)
+    second.show()
+    assert (second.width(), second.height()) == (760, 720)
+    second.close()

@@ -6,7 +6,7 @@ import datetime
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QUrl
+from PySide6.QtCore import QByteArray, QMimeData, QUrl
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -77,6 +77,8 @@ class MainWindow(QMainWindow):
         for client in (self.media, self.classifier):
             client.stopped.connect(lambda why: self.statusBar().showMessage(why, 8000))
         self.resize(1200, 800)
+        if settings.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode()))
 
     # ----- menus --------------------------------------------------------------------
     def _make_actions(self) -> None:
@@ -203,6 +205,8 @@ class MainWindow(QMainWindow):
 
     # ----- closing ------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
+        self.settings.save()
         self.classify_view.cancel(quiet=True)
         for view in (self.train_view, self.label_view):
             if view.running:
