@@ -115,7 +115,6 @@ def item_dataset(
     seed: int,
     mixup_alpha: float = 0.0,
     epoch_counter: list[int] | None = None,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(x, one_hot(y))`` from cached arrays.
 
@@ -125,32 +124,49 @@ def item_dataset(
         The epoch whose shuffling order to use next; incremented after every pass (pass
         ``[initial_epoch]`` when resuming).
     """
-    if not items:
+
+    def load(i: int) -> tuple[np.ndarray, int]:
+        item = items[i]
+        return np.asarray(_open(item.path)[item.index]), item.label
+
+    return _batches(load, len(items), n_classes, batch_size, shuffle, seed, mixup_alpha,
+                    epoch_counter).prefetch(2)
+
+
+def _batches(
+    load: Callable[[int], tuple[np.ndarray | dict[str, np.ndarray], int]],
+    n: int,
+    n_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    mixup_alpha: float,
+    epoch_counter: list[int] | None,
+) -> tf.data.Dataset:
+    """Batches of ``(x, one_hot(y))`` of samples ``load(0) .. load(n - 1)``, shuffled per epoch.
+
+    ``x`` is an array or a dict of arrays; shapes and types come from the first sample.
+    """
+    if n == 0:
         raise ValueError("no training samples")
     counter = epoch_counter if epoch_counter is not None else [0]
-    first = _open(items[0].path)[items[0].index]
-    sample_shape, dtype = first.shape, first.dtype
+    first, _ = load(0)
+    spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)), first)
 
-    def generate() -> Iterator[tuple[np.ndarray, int]]:
-        order = np.arange(len(items))
+    def generate() -> Iterator[tuple[np.ndarray | dict[str, np.ndarray], int]]:
+        order = np.arange(n)
         if shuffle:
             np.random.default_rng([seed, counter[0]]).shuffle(order)
             counter[0] += 1
         for i in order:
-            item = items[i]
-            x = np.asarray(_open(item.path)[item.index])
-            yield (transform(x) if transform else x), item.label
+            yield load(int(i))
 
-    signature = (
-        tf.TensorSpec(sample_shape, tf.as_dtype(dtype)),
-        tf.TensorSpec((), tf.int32),
-    )
+    signature = (spec, tf.TensorSpec((), tf.int32))
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)))
-    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes))).batch(batch_size)
     if mixup_alpha > 0:
         ds = _with_mixup(ds, mixup_alpha, seed, counter)
-    return ds.prefetch(2)
+    return ds
 
 
 def _with_mixup(
@@ -180,41 +196,18 @@ def segment_dataset(
     Mixup mixes a segment's sound and pictures with the same partner and weight; every
     output is trained towards the same (mixed) target.
     """
-    if not items:
-        raise ValueError("no training samples")
-    counter = epoch_counter if epoch_counter is not None else [0]
-    spec = _open(items[0].spectrogram)[items[0].index]
-    frames = _open(items[0].frames)[items[0].index]
 
-    def generate() -> Iterator[tuple[dict[str, np.ndarray], int]]:
-        order = np.arange(len(items))
-        if shuffle:
-            np.random.default_rng([seed, counter[0]]).shuffle(order)
-            counter[0] += 1
-        for i in order:
-            item = items[i]
-            yield (
-                {
-                    "spectrogram": np.asarray(_open(item.spectrogram)[item.index]),
-                    "frames": np.asarray(_open(item.frames)[item.index]),
-                },
-                item.label,
-            )
+    def load(i: int) -> tuple[dict[str, np.ndarray], int]:
+        item = items[i]
+        return {
+            "spectrogram": np.asarray(_open(item.spectrogram)[item.index]),
+            "frames": np.asarray(_open(item.frames)[item.index]),
+        }, item.label
 
-    signature = (
-        {
-            "spectrogram": tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)),
-            "frames": tf.TensorSpec(frames.shape, tf.as_dtype(frames.dtype)),
-        },
-        tf.TensorSpec((), tf.int32),
-    )
-    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    ds = ds.map(lambda x, y: (x, tf.one_hot(y, n_classes))).batch(batch_size)
-    if mixup_alpha > 0:
-        ds = _with_mixup(ds, mixup_alpha, seed, counter)
     names = tuple(outputs)
-    ds = ds.map(lambda x, y: (x, {name: y for name in names}))
-    return ds.prefetch(2)
+    ds = _batches(load, len(items), n_classes, batch_size, shuffle, seed, mixup_alpha,
+                  epoch_counter)
+    return ds.map(lambda x, y: (x, {name: y for name in names})).prefetch(2)
 
 
 def array_dataset(
