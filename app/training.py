@@ -15,6 +15,7 @@ from typing import Any
 
 from avsc_core.progress import Progress
 from avsc_core.train import TrainConfig
+from avsc_core.train.history import epoch_metric
 
 # The sample model: five synthetic scenes (street_traffic among them, to try on real
 # street videos), small enough to make and train in a few minutes on a laptop CPU.
@@ -116,9 +117,9 @@ class Curve:
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:
-    # A joint model reports its fused output's accuracy as ``fused_accuracy``.
-    fallback = name.replace("accuracy", "fused_accuracy")
-    return float(metrics.get(name, metrics.get(fallback, math.nan)))
+    validation = name.startswith("val_")
+    value = epoch_metric(metrics, name.removeprefix("val_"), validation)
+    return math.nan if value is None else value
 
 
 @dataclass

@@ -176,3 +176,13 @@ def test_freezing_keeps_the_image_layers_out_of_training():
     (image_free, all_free), (image_frozen, all_frozen) = trainable(False), trainable(True)
     assert image_free > 0 and image_frozen == 0
     assert all_frozen == all_free - image_free
+
+
+def test_the_evaluation_report_plots_a_joint_models_training(joint_model, tiny_dataset, tmp_path):
+    from avsc_core.cli.main import main
+
+    report = tmp_path / "report"
+    assert main(["evaluate", "--model", str(joint_model), str(tiny_dataset),
+                 "--report", str(report)]) == 0
+    assert (report / "training-curves.png").stat().st_size > 0
+    assert (report / "confusion-fused.png").exists()

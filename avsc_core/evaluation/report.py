@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from avsc_core.atomic import atomic_write
+from avsc_core.train.history import epoch_metric
 
 
 def _save(fig, path: Path) -> None:
@@ -63,8 +65,10 @@ def write_report(directory: str | Path, result: dict[str, Any], model: str | Pat
         for name, epochs in curves.items():
             x = [e["epoch"] for e in epochs]
             for ax, metric in zip(axes, ("loss", "accuracy")):
-                key = f"val_{metric}" if f"val_{metric}" in epochs[0] else metric
-                ax.plot(x, [e[key] for e in epochs], marker="o", ms=3, label=name)
+                validation = epoch_metric(epochs[0], metric, True) is not None
+                values = [epoch_metric(e, metric, validation) for e in epochs]
+                ax.plot(x, [math.nan if v is None else v for v in values], marker="o", ms=3,
+                        label=name)
         for ax, metric in zip(axes, ("validation loss", "validation accuracy")):
             ax.set_xlabel("epoch")
             ax.set_title(metric)

@@ -10,21 +10,21 @@ import keras
 
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 from avsc_core.train.checkpoint import load_weights, save_checkpoint, save_weights
+from avsc_core.train.history import epoch_metric
 from avsc_core.train.state import StepState, TrainState
 
 
 def score(logs: dict[str, float]) -> list[float]:
-    """Model selection key: higher validation accuracy, then lower validation loss.
-
-    A joint model's accuracy is its fused output's (``fused_accuracy``).
-    """
-    accuracy = next(
-        (logs[k] for k in ("val_accuracy", "val_fused_accuracy", "accuracy", "fused_accuracy")
-         if k in logs),
-        0.0,
-    )
-    loss = logs.get("val_loss", logs.get("loss", float("inf")))
-    return [float(accuracy), -float(loss)]
+    """Model selection key: higher validation accuracy, then lower validation loss
+    (training figures when there is no validation split)."""
+    accuracy = epoch_metric(logs, "accuracy", True)
+    if accuracy is None:
+        accuracy = epoch_metric(logs, "accuracy", False)
+    loss = epoch_metric(logs, "loss", True)
+    if loss is None:
+        loss = epoch_metric(logs, "loss", False)
+    return [accuracy if accuracy is not None else 0.0,
+            -(loss if loss is not None else float("inf"))]
 
 
 class TrainingMonitor(keras.callbacks.Callback):
