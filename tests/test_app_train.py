@@ -152,3 +152,24 @@ def test_the_window_reopens_at_the_size_it_was_closed_at(qtbot):
     second.show()
     assert (second.width(), second.height()) == (760, 720)
     second.close()
+
+
+def test_wizard_trains_a_joint_model_and_shows_its_curves(qtbot, window, tiny_dataset, tmp_path):
+    view = window.train_view
+    view.data_edit.setText(str(tiny_dataset))
+    click(qtbot, view.next_button)
+    qtbot.waitUntil(view.next_button.isEnabled, timeout=30_000)
+    click(qtbot, view.next_button)
+    view.preset_combo.setCurrentText("tiny")
+    view.strategy_combo.setCurrentText("joint")
+    view.joint_spin.setValue(2)
+    out = tmp_path / "joint"
+    view.out_edit.setText(str(out))
+    with qtbot.waitSignal(view.training_done, timeout=300_000) as done:
+        click(qtbot, view.next_button)  # Start training
+    assert done.args == ["result"], view.banner.text()
+    curve = view.training.curves["joint"]
+    assert curve.epochs == [1, 2]
+    assert all(0.0 <= a <= 1.0 for a in curve.values["accuracy"])  # the fused accuracy
+    assert view.page == RESULTS and window.model == str(out)
+    assert view.results.confusion["fused"].rowCount() == 2
