@@ -173,3 +173,27 @@ def test_wizard_trains_a_joint_model_and_shows_its_curves(qtbot, window, tiny_da
     assert all(0.0 <= a <= 1.0 for a in curve.values["accuracy"])  # the fused accuracy
     assert view.page == RESULTS and window.model == str(out)
     assert view.results.confusion["fused"].rowCount() == 2
+
+
+def test_back_during_the_dataset_check_cancels_it(qtbot, window, tiny_dataset, monkeypatch):
+    import time
+
+    import avsc_core.media
+
+    real_probe = avsc_core.media.probe
+    probed = []
+
+    def slow_probe(path):  # a large dataset's check, in miniature
+        probed.append(path)
+        time.sleep(0.3)
+        return real_probe(path)
+
+    monkeypatch.setattr(avsc_core.media, "probe", slow_probe)
+    view = window.train_view
+    view.data_edit.setText(str(tiny_dataset))
+    click(qtbot, view.next_button)
+    qtbot.waitUntil(lambda: len(probed) >= 1, timeout=10_000)
+    click(qtbot, view.back_button)
+    qtbot.waitUntil(lambda: not view._check_task.running, timeout=5_000)
+    assert view.page == 0 and view.report_ is None
+    assert len(probed) < 10  # it stopped before the last file

@@ -107,3 +107,17 @@ def test_check_with_the_library_probe(mixed):
     assert [p.name for p, _ in report.unreadable] == ["broken.mp4"]
     assert [p.name for p in report.no_video] == ["recorder.wav"]
     assert [p.name for p in report.no_audio] == ["silent.mp4"]
+
+
+def test_a_cancelled_check_stops_between_files(mixed):
+    from avsc_core.progress import Cancelled
+
+    probed = []
+
+    def probe(path):
+        probed.append(path)
+        return av_probe(path)
+
+    with pytest.raises(Cancelled):
+        check_dataset(load_dataset(mixed, seed=0), probe=probe, cancel=lambda: len(probed) >= 2)
+    assert len(probed) == 2

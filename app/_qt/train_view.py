@@ -52,7 +52,7 @@ def _check_job(path: str, layout: str, *, send, cancel):
     from avsc_core.datasets import check_dataset, load_dataset
 
     dataset = load_dataset(path, layout)
-    return check_dataset(dataset, progress=lambda event: send("progress", event))
+    return check_dataset(dataset, progress=lambda event: send("progress", event), cancel=cancel)
 
 
 def _mono(widget: QWidget) -> None:
@@ -332,8 +332,8 @@ class TrainView(QWidget):
     def _update_nav(self) -> None:
         page = self.page
         self.back_button.setVisible(page in (CHECK, SETTINGS, TRAIN))
-        self.back_button.setEnabled(not self.running and not
-                                    (self._check_task and self._check_task.running))
+        # Back during the dataset check cancels it (a large dataset takes a while).
+        self.back_button.setEnabled(not self.running)
         self.next_button.setVisible(page in (DATASET, CHECK, SETTINGS))
         self.next_button.setText("Start training" if page == SETTINGS else "Next >")
         if page == CHECK:
@@ -342,6 +342,7 @@ class TrainView(QWidget):
             self.next_button.setEnabled(True)
 
     def _back(self) -> None:
+        self._cancel_check()
         if self.page == TRAIN:
             self.go(SETTINGS)
         elif self.page > DATASET:
@@ -373,7 +374,12 @@ class TrainView(QWidget):
         if path:
             self.data_edit.setText(path)
 
+    def _cancel_check(self) -> None:
+        if self._check_task is not None and self._check_task.running:
+            self._check_task.cancel()
+
     def _start_check(self) -> None:
+        self._cancel_check()  # an earlier check of another choice
         self.report_ = None
         self.check_title.setText(f"Checking {self.data_edit.text().strip()} ...")
         self.check_progress.setRange(0, 0)

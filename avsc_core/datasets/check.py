@@ -9,7 +9,7 @@ from typing import Any
 
 from avsc_core.datasets.types import SPLITS, Dataset
 from avsc_core.errors import MediaError
-from avsc_core.progress import Progress, ProgressCallback
+from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 # How many files each section of the text report names before it only counts.
 _LISTED = 10
@@ -80,7 +80,10 @@ class DatasetReport:
 
 
 def check_dataset(
-    dataset: Dataset, probe: Probe | None = None, progress: ProgressCallback | None = None
+    dataset: Dataset,
+    probe: Probe | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> DatasetReport:
     """Open every file of ``dataset`` once and report what a user should fix or know.
 
@@ -93,6 +96,8 @@ def check_dataset(
         file. Defaults to :func:`avsc_core.media.probe`.
     progress : callable, optional
         Receives a :class:`~avsc_core.progress.Progress` per file (stage ``"check"``).
+    cancel : callable, optional
+        Polled before each file; when it returns True, :class:`Cancelled` is raised.
     """
     if probe is None:
         from avsc_core.media import probe  # imported late: decoding pulls in PyAV
@@ -101,6 +106,8 @@ def check_dataset(
     infos: dict[Path, Any] = {}
     failures: dict[Path, str] = {}
     for done, path in enumerate(files):
+        if cancel is not None and cancel():
+            raise Cancelled()
         if progress is not None:
             progress(Progress("check", done, len(files), {"file": str(path)}))
         try:
