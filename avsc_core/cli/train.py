@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ImageNet weights files (a single file when training one visual "
         "backbone); the tiny preset always starts from scratch",
     )
+    parser.add_argument("--audio-lr", type=float,
+                        help="Adam learning rate of the audio backbones (joint: of the acoustic "
+                        "encoder and the classifier)")
+    parser.add_argument("--visual-lr", type=float,
+                        help="Adam learning rate of the visual backbones (joint: of the image "
+                        "model's layers)")
     joint = parser.add_argument_group("joint optimisation (--strategy joint)")
     joint.add_argument("--joint-feature", choices=SPECTROGRAMS,
                        help="spectrogram of the acoustic encoder (default: mel)")
@@ -70,10 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "3 of InceptionV3's 11)")
     joint.add_argument("--freeze-visual", action="store_true",
                        help="keep the image model's layers fixed")
-    joint.add_argument("--audio-lr", type=float,
-                       help="learning rate of the acoustic encoder and the classifier")
-    joint.add_argument("--visual-lr", type=float,
-                       help="learning rate of the image model's layers")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument(
