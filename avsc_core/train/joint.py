@@ -16,7 +16,6 @@ Segments lacking sound or pictures cannot train a joint model and are left out.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,8 +102,7 @@ def joint_visual_weights(config: TrainConfig):
     net = joint_net_config(config)
     if net.image_model == "tiny_cnn":
         return None
-    name = _WEIGHTS_OF[net.image_model]
-    return visual_weights_argument(dataclasses.replace(config, backbones=(name,)), name)
+    return visual_weights_argument(config, _WEIGHTS_OF[net.image_model])
 
 
 def _build(

@@ -297,28 +297,17 @@ def train_model(
             train, val, classes, config, media, features, out, state, distribution,
             progress, cancel,
         )
+        embeddings = _cached_embeddings(out, state, backbone_files, clips, parts, progress,
+                                        cancel)
     else:
         trained = _train_two_phase(
             train, val, clips, classes, config, media, features, out, state, distribution,
-            phases, progress, cancel,
+            parts, phases, progress, cancel,
         )
         if trained is None:
             return out
-        backbone_files, head_files = trained
+        backbone_files, head_files, embeddings = trained
 
-    from avsc_core.train.phase2 import Embeddings, compute_embeddings
-
-    cache_file = out / "training" / "embeddings.npz"
-    embeddings_step = state.step("phase2:embeddings")
-    if embeddings_step.finished and cache_file.exists():
-        embeddings = Embeddings.load(cache_file)
-    else:
-        embeddings = compute_embeddings(
-            backbone_files, clips, progress, cancel, {n: f for n, (_, f) in parts.items()}
-        )
-        embeddings.save(cache_file)
-        embeddings_step.finished = True
-        state.save()
     metrics = _head_metrics(head_files, embeddings, clips, classes, config)
     _write_manifest(
         out,
@@ -332,8 +321,36 @@ def train_model(
         parts,
     )
     shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
-    cache_file.unlink(missing_ok=True)
+    (out / EMBEDDINGS_CACHE).unlink(missing_ok=True)
     return out
+
+
+EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
+
+
+def _cached_embeddings(
+    out: Path,
+    state: TrainState,
+    backbone_files: dict[str, Path],
+    clips: list[PreparedClip],
+    parts: dict[str, tuple[str, str]],
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+):
+    """Every segment's embeddings from the trained backbones, computed once per run."""
+    from avsc_core.train.phase2 import Embeddings, compute_embeddings
+
+    cache_file = out / EMBEDDINGS_CACHE
+    step = state.step("phase2:embeddings")
+    if step.finished and cache_file.exists():
+        return Embeddings.load(cache_file)
+    embeddings = compute_embeddings(
+        backbone_files, clips, progress, cancel, {n: f for n, (_, f) in parts.items()}
+    )
+    embeddings.save(cache_file)
+    step.finished = True
+    state.save()
+    return embeddings
 
 
 def _check_settings(config: TrainConfig) -> dict[str, tuple[str, str]]:
@@ -368,11 +385,13 @@ def _train_two_phase(
     out: Path,
     state: TrainState,
     distribution,
+    parts: dict[str, tuple[str, str]],
     phases: Sequence[str],
     progress: ProgressCallback | None,
     cancel: Callable[[], bool] | None,
-) -> tuple[dict[str, Path], dict[str, tuple[Path, list[str]]]] | None:
-    """Phase I and Phase II; ``None`` when ``phases`` stops after Phase I."""
+):
+    """Phase I and Phase II: backbone files, head files and the embeddings the heads were
+    trained on; ``None`` when ``phases`` stops after Phase I."""
     from avsc_core.train.phase1 import train_backbone
 
     backbone_files = {}
@@ -398,23 +417,9 @@ def _train_two_phase(
     if missing:
         raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
 
-    from avsc_core.train.phase2 import (
-        HEADS,
-        Embeddings,
-        compute_embeddings,
-        head_inputs,
-        train_head,
-    )
+    from avsc_core.train.phase2 import HEADS, head_inputs, train_head
 
-    cache_file = out / "training" / "embeddings.npz"
-    embeddings_step = state.step("phase2:embeddings")
-    if embeddings_step.finished and cache_file.exists():
-        embeddings = Embeddings.load(cache_file)
-    else:
-        embeddings = compute_embeddings(backbone_files, clips, progress, cancel)
-        embeddings.save(cache_file)
-        embeddings_step.finished = True
-        state.save()
+    embeddings = _cached_embeddings(out, state, backbone_files, clips, parts, progress, cancel)
     head_files = {}
     for head in HEADS:
         inputs = head_inputs(head, embeddings.backbones())
@@ -435,4 +440,4 @@ def _train_two_phase(
         )
         if path is not None:
             head_files[head] = (path, inputs)
-    return backbone_files, head_files
+    return backbone_files, head_files, embeddings

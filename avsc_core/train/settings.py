@@ -140,8 +140,14 @@ class TrainConfig(_Settings):
 
     @property
     def audio_backbones(self) -> tuple[str, ...]:
+        """Two-phase audio backbones trained (none for joint optimisation)."""
+        if self.strategy == "joint":
+            return ()
         return tuple(b for b in self.backbones if b.startswith("aud-"))
 
     @property
     def visual_backbones(self) -> tuple[str, ...]:
+        """Two-phase visual backbones trained (none for joint optimisation)."""
+        if self.strategy == "joint":
+            return ()
         return tuple(b for b in self.backbones if b.startswith("vis-"))
