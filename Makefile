@@ -33,7 +33,9 @@ demo: $(STAMP)
 	$(AVSC) features $(DEMO)/data/bus/bus-000.mp4 --kind cqt --png $(DEMO)/bus-cqt.png; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s: see $(DEMO)/"
 
+# Installs the X11 libraries Qt's window needs (with apt, when they are missing).
 gui: $(STAMP)
+	QT_QPA_PLATFORM=xcb $(PY) -m app.system_libs --install
 	QT_QPA_PLATFORM= $(VENV)/bin/avsc-gui
 
 bench: $(STAMP)

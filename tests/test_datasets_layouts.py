@@ -11,7 +11,7 @@ import pytest
 from avsc_core.datasets import Dataset, detect_layout, load_dataset
 from avsc_core.errors import AvscError
 
-SHARED = Path("/work/shared/data")
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 WAVS = sorted((SHARED / "tau2021-audio").glob("*.wav"))
 MP4S = sorted((SHARED / "tau2021-av-street-traffic").glob("*.mp4"))
 

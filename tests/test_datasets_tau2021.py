@@ -11,7 +11,7 @@ import pytest
 from avsc_core.datasets import TAU_CLASSES, Dataset, detect_layout, load_dataset
 from avsc_core.errors import AvscError
 
-SHARED = Path("/work/shared/data")
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 REAL_AUDIO = SHARED / "tau2021-audio"
 REAL_VIDEO = SHARED / "tau2021-av-street-traffic"
 NESTED = "TAU-urban-audio-visual-scenes-2021-development.meta"

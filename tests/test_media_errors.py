@@ -70,3 +70,36 @@ def test_zero_length_media(tmp_path):
     container.close()
     with pytest.raises(MediaError, match="nothing.mkv"):
         probe(path)
+
+
+def _float_wav(path, samples):
+    import soundfile
+
+    soundfile.write(path, samples, 48000, subtype="FLOAT")
+    return path
+
+
+def test_non_finite_audio_is_zeroed_with_a_warning(tmp_path):
+    import numpy as np
+
+    samples = (0.1 * np.random.default_rng(0).standard_normal((48000 * 3, 2))).astype(np.float32)
+    samples[48000:48100] = np.nan
+    samples[96000:96005] = np.inf
+    samples[100000] = 1e30
+    warnings: list[str] = []
+    audio = read_audio(_float_wav(tmp_path / "broken.wav", samples), warnings=warnings)
+    assert np.isfinite(audio).all() and np.abs(audio).max() < 10
+    assert len(warnings) == 1
+    assert "broken.wav" in warnings[0] and "1.00 s" in warnings[0] and "NaN" in warnings[0]
+
+
+def test_non_finite_audio_gives_finite_spectrograms(tmp_path):
+    import numpy as np
+
+    from avsc_core.features import FeatureExtractor
+
+    samples = np.full((48000 * 2, 2), np.nan, np.float32)
+    segment = next(iter_segments(_float_wav(tmp_path / "allnan.wav", samples), video=False))
+    assert any("NaN" in w for w in segment.warnings)
+    spectrograms = FeatureExtractor().spectrograms(segment.audio)
+    assert all(np.isfinite(s).all() for s in spectrograms.values())

@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 
 BLOCK_SECONDS = 0.5
 
+# Float audio files can hold NaN, infinities or absurd values (a broken encoder, a bad
+# edit); they would turn every spectrogram frame they touch into NaN. Real audio stays
+# within a few times full scale (1.0), so anything beyond this is damage, not signal.
+MAX_SAMPLE = 1000.0
+
+
+def _sanitise(block: np.ndarray) -> int | None:
+    """Set non-finite or absurdly large samples of ``(channels, n)`` ``block`` to 0 in place.
+
+    Returns the column of the first damaged sample, or ``None`` when there is none.
+    """
+    peak = float(np.max(np.abs(block))) if block.size else 0.0
+    if peak <= MAX_SAMPLE:  # False for NaN as well
+        return None
+    bad = ~(np.abs(block) <= MAX_SAMPLE)
+    block[bad] = 0.0
+    return int(np.argmax(bad.any(axis=0)))
+
 
 def _match_channels(block: np.ndarray, channels: int) -> np.ndarray:
     if block.shape[0] == channels:
@@ -71,13 +89,29 @@ def iter_audio_blocks(
         pending: list[np.ndarray] = []
         pending_samples = 0
         produced = 0
+        damaged = False
+        consumed = 0  # input samples before the current block
 
         def emit(last: bool = False) -> Iterator[np.ndarray]:
-            nonlocal produced, pending, pending_samples
+            nonlocal produced, pending, pending_samples, damaged, consumed
             block = (
                 np.concatenate(pending, axis=1) if pending else np.zeros((n_in, 0), np.float32)
             ).astype(np.float32, copy=False)
             pending, pending_samples = [], 0
+            if not block.flags.writeable:
+                block = block.copy()
+            first_bad = _sanitise(block)
+            if first_bad is not None and not damaged:
+                # Said once, at the first damaged block, so the warning travels with the
+                # segment it affects.
+                damaged = True
+                at = (consumed + first_bad) / stream.rate
+                message = (f"{path.name}: some audio samples (the first at {at:.2f} s) are NaN, "
+                           "infinite or far beyond full scale; they were set to 0")
+                log.warning(message)
+                if warnings is not None:
+                    warnings.append(message)
+            consumed += block.shape[1]
             if resampler is not None:
                 block = resampler.resample_chunk(np.ascontiguousarray(block.T), last=last).T
             if block.shape[1]:
@@ -106,6 +140,7 @@ def iter_audio_blocks(
         yield from emit(last=True)
         if produced == 0:
             raise MediaError(path, "the audio track is empty")
+
 
 
 def read_audio(
