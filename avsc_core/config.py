@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -24,14 +27,55 @@ class _Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Build from a dict, ignoring unknown keys (written by a newer version)."""
+        """Build from a dict, ignoring unknown keys (written by a newer version).
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not a dict, or a setting has the wrong type (the dict comes from a
+            file: a manifest or a journal, which may be damaged).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"settings must be a mapping, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        for name, value in values.items():
+            if not _fits(value, hints[name]):
+                raise ValueError(f"setting {name!r} should be {_describe(hints[name])}, "
+                                 f"got {value!r:.40}")
+        return cls(**values)
 
     def fingerprint(self) -> str:
         """A short stable hash of every setting, used in cache keys."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON ``value`` is valid for a setting annotated ``hint``."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if hint is str:
+        return isinstance(value, str)
+    return True  # containers are checked by the dataclass itself
+
+
+def _describe(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             type(None): "null"}
+    return names.get(hint, str(hint))
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,12 @@ def test_check_finds_corrupt_audio_only_and_silent_files(mixed):
     assert [p.name for p in report.no_audio] == ["silent.mp4"]
     # Six readable clips of 10 s each.
     assert report.total_seconds == pytest.approx(60.0, abs=1.0)
-    assert report.counts["train"] == ds.class_counts("train")
-    assert sum(sum(c.values()) for c in report.counts.values()) == 7
+    # The split table counts usable clips; the unreadable one is counted apart.
+    split = next(c.split for c in ds.clips if c.path.name == "broken.mp4")
+    expected = ds.class_counts(split)
+    expected["street_traffic"] -= 1
+    assert report.counts[split] == expected and report.unusable[split] == 1
+    assert sum(sum(c.values()) for c in report.counts.values()) == 6
 
     assert [e.done for e in events] == list(range(8))
     assert {e.total for e in events} == {7} and events[-1].stage == "check"

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.errors import AvscError
 
 MANIFEST = "manifest.json"
@@ -89,8 +90,11 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise BundleError(path, "manifest 'classes' must be a non-empty list of names")
     if len(set(classes)) != len(classes):
         raise BundleError(path, "manifest 'classes' has duplicates")
-    _require(data, "media", dict, path)
-    _require(data, "features", dict, path)
+    for key, settings in (("media", MediaConfig), ("features", FeatureConfig)):
+        try:
+            settings.from_dict(_require(data, key, dict, path))
+        except (TypeError, ValueError) as exc:
+            raise BundleError(path, f"manifest '{key}' settings are invalid: {exc}") from None
     backbones = _require(data, "backbones", list, path)
     heads = _require(data, "heads", dict, path)
     for entry in [*backbones, *heads.values()]:

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from avsc_core.progress import Progress, TerminalProgress
 
@@ -16,8 +17,29 @@ LAYOUTS = ("auto", "folders", "csv", "tau2021")
 
 def add_layout_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--layout", choices=LAYOUTS, default="auto", help="dataset layout (default: detect it)"
+        "--layout", choices=LAYOUTS, default="auto",
+        help="dataset layout: folders (DATA/<class>/<files>), csv (path,label[,split]) or "
+        "tau2021 (default: auto, detect it)",
     )
+
+
+def add_debug_argument(parser: argparse.ArgumentParser, default: object = False) -> None:
+    """Add ``--debug``; a command's parser gets ``default=argparse.SUPPRESS``, so that
+    ``avsc --debug COMMAND`` is not undone by the command's own default."""
+    parser.add_argument(
+        "--debug", action="store_true", default=default,
+        help="show full tracebacks, debug logging and TensorFlow's messages (default: off)",
+    )
+
+
+def model_options() -> argparse.ArgumentParser:
+    """Parent parser of the commands that read a model bundle: ``--model MODEL``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--model", type=Path, required=True, metavar="MODEL",
+        help="model bundle folder written by 'avsc train' (required)",
+    )
+    return parent
 
 
 class _Printer(TerminalProgress):

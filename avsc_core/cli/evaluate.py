@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
+from avsc_core.cli.common import (
+    add_layout_argument,
+    cancel_on_interrupt,
+    model_options,
+    progress_printer,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,17 +20,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Accuracy, log loss, per-class accuracy and confusion matrix of the "
         "audio, visual and fused branches, per clip. On the model's own training data the "
         "split recorded in the model is used, so 'test' holds only unseen clips.",
+        parents=[model_options()],
     )
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("data", type=Path)
+    parser.add_argument("data", type=Path, metavar="DATA",
+                        help="dataset root, CSV file or TAU 2021 folder")
     add_layout_argument(parser)
-    parser.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
-    parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON")
+    parser.add_argument(
+        "--split", choices=("train", "val", "test", "all"), default="test",
+        help="which clips to measure (default: %(default)s, the clips the model never saw "
+        "when DATA is its training data)",
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT.json",
+                        help="also write the metrics as JSON (default: none)")
     parser.add_argument(
         "--report",
         type=Path,
         metavar="DIR",
-        help="also write confusion-matrix and training-curve images",
+        help="also write confusion-matrix and training-curve images into DIR (default: none)",
     )
     parser.set_defaults(func=run)
 
@@ -44,6 +55,14 @@ def format_metrics(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avsc_core.outputs import check_output_file, check_output_folder
+
+    # Evaluating takes minutes on real data: a bad output path is refused first.
+    if args.json:
+        check_output_file(args.json, "JSON metrics")
+    if args.report:
+        check_output_folder(args.report, "report folder")
+
     from avsc_core.atomic import write_json
     from avsc_core.evaluation.evaluate import evaluate_model
 

@@ -20,33 +20,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(10-s segments; bins from low to high frequency; channels left, right, their "
         "deltas, then their delta-deltas).",
     )
-    parser.add_argument("file", type=Path, help="audio or video file")
-    parser.add_argument("--kind", required=True, choices=FEATURE_KINDS)
-    parser.add_argument("--out", type=Path, help="save the features as .npy")
-    parser.add_argument("--png", type=Path, help="save a labelled spectrogram image")
+    parser.add_argument("file", type=Path, metavar="FILE", help="audio or video file")
+    parser.add_argument("--kind", required=True, choices=FEATURE_KINDS,
+                        help="which spectrogram: MEL, gammatone or CQT (required)")
+    parser.add_argument("--out", type=Path, metavar="FILE.npy",
+                        help="save the features as .npy (default: not saved)")
+    parser.add_argument("--png", type=Path, metavar="FILE.png",
+                        help="save a labelled spectrogram image (default: none)")
     parser.add_argument(
         "--segment-seconds",
         type=float,
         default=MediaConfig.segment_seconds,
+        metavar="S",
         help="segment length in seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--hop-seconds",
         type=float,
         default=None,
+        metavar="S",
         help="distance between segment starts (default: the segment length)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from avsc_core.atomic import save_npy
     from avsc_core.errors import AvscError
-    from avsc_core.features import FeatureExtractor, file_features
-    from avsc_core.media import probe
+    from avsc_core.outputs import check_output_file
 
     if args.segment_seconds <= 0 or (args.hop_seconds is not None and args.hop_seconds <= 0):
         raise AvscError("--segment-seconds and --hop-seconds must be positive")
+    if args.out:
+        check_output_file(args.out, "features file")
+    if args.png:
+        check_output_file(args.png, "spectrogram image")
+
+    from avsc_core.atomic import save_npy
+    from avsc_core.features import FeatureExtractor, file_features
+    from avsc_core.media import probe
+
     media = MediaConfig(
         segment_seconds=args.segment_seconds,
         hop_seconds=args.hop_seconds or args.segment_seconds,

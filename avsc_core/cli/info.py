@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from avsc_core.cli.common import model_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,9 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="describe a model bundle",
         description="Classes, backbones (with parameter counts), fusion, feature settings "
         "and training metrics of a model bundle.",
+        parents=[model_options()],
     )
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the whole manifest as JSON (default: a text summary)")
     parser.set_defaults(func=run)
 
 
@@ -32,8 +35,8 @@ def describe(model: Path, brief: bool = False) -> str:
     training = m.get("training", {})
     lines = [
         f"model      {model}",
-        f"strategy   {m['strategy']} (preset {m.get('preset')}, fusion {m.get('fusion')}, "
-        f"embedding type {m.get('embedding_type')})",
+        (f"strategy   {m['strategy']} (preset {m.get('preset')}, fusion {m.get('fusion')}, "
+         f"embedding type {m.get('embedding_type')})"),
         f"classes    {', '.join(m['classes'])}",
     ]
     if not brief:

@@ -7,6 +7,7 @@ the file and the reason; a traceback only with ``--debug``), 2 on usage errors (
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from avsc_core import __version__
+from avsc_core.cli.common import add_debug_argument
 from avsc_core.errors import AvscError
 from avsc_core.progress import Cancelled
 from avsc_core.quiet import quiet_tensorflow_import
@@ -33,21 +35,31 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``avsc`` parser, with one sub-parser per module of :data:`COMMAND_MODULES`.
+
+    ``--debug`` is accepted before and after the command name.
+    """
     parser = argparse.ArgumentParser(
         prog="avsc",
         description="Audio-visual scene classification: tell what kind of place a video "
         "was shot in from its sound and its pictures.",
     )
     parser.add_argument("--version", action="version", version=f"avsc {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show full tracebacks and debug logging"
-    )
+    add_debug_argument(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in subparsers.choices.values():
+        add_debug_argument(command, default=argparse.SUPPRESS)
     return parser
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``"<path>: <reason>"`` for an ``OSError`` (the destination of a failed rename)."""
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return reason if path is None else f"{path}: {reason}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"avsc {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # Commands check their outputs before starting; this catches what no check can
+        # foresee (a disk filling up, a folder removed mid-run) as one line all the same.
+        if args.debug:
+            traceback.print_exc()
+        print(f"avsc {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Cancelled):
         hint = (

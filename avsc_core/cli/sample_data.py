@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avsc_core.outputs import check_output_folder
 from avsc_core.progress import TerminalProgress
 from avsc_core.sampledata import (
     CLASS_ORDER,
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "their sound and others their look, so a model needs both modalities to tell "
         "every class apart. Classes are taken in this order: " + ", ".join(CLASS_ORDER) + ".",
     )
-    parser.add_argument("out", metavar="OUT", type=Path, help="dataset folder to write")
+    parser.add_argument("out", metavar="OUT", type=Path,
+                        help="dataset folder to write (created if missing)")
     parser.add_argument(
         "--classes",
         type=int,
@@ -54,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.out.is_file():  # an existing file gets the generator's own message
+        check_output_folder(args.out, "dataset folder")
     bar = TerminalProgress()
     try:
         paths = generate_sample_dataset(

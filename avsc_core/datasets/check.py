@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsc_core.datasets.types import SPLITS, Dataset
+from avsc_core.datasets.types import SPLITS, Dataset, counted
 from avsc_core.errors import MediaError
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
@@ -25,9 +25,12 @@ class DatasetReport:
     ----------
     dataset : Dataset
     counts : dict
-        ``{split: {class: clips}}`` for train, val and test.
+        ``{split: {class: clips}}`` for train, val and test, of the usable clips: those
+        whose files can all be read.
     unreadable : list of (Path, str)
         Files that cannot be decoded, with the reason; their clips are unusable.
+    unusable : dict
+        ``{split: clips}``: the clips left out of ``counts`` for an unreadable file.
     no_audio : list of Path
         Readable clips without a sound track (only the visual branch can use them).
     no_video : list of Path
@@ -39,6 +42,7 @@ class DatasetReport:
     dataset: Dataset
     counts: dict[str, dict[str, int]]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    unusable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
     no_audio: list[Path] = field(default_factory=list)
     no_video: list[Path] = field(default_factory=list)
     total_seconds: float = 0.0
@@ -52,17 +56,20 @@ class DatasetReport:
         """A plain-text summary to read before training."""
         ds = self.dataset
         title = (
-            f"Dataset {ds.root} ({ds.layout}): {len(ds.clips)} clips, "
-            f"{len(ds.classes)} classes, {self.total_seconds / 60:.1f} min of media"
+            f"Dataset {ds.root} ({ds.layout}): {counted(len(ds.clips), 'clip')}, "
+            f"{counted(len(ds.classes), 'class')}, {self.total_seconds / 60:.1f} min of media"
         )
-        lines = [title, ""]
-        width = max([len("class")] + [len(name) for name in ds.classes])
+        lines = [title, "", "Usable clips:"]
+        width = max([len("unreadable")] + [len(name) for name in ds.classes])
         lines.append(f"{'class':<{width}}  " + "  ".join(f"{s:>6}" for s in SPLITS))
         for name in ds.classes:
             cells = "  ".join(f"{self.counts[s][name]:>6}" for s in SPLITS)
             lines.append(f"{name:<{width}}  {cells}")
         totals = "  ".join(f"{sum(self.counts[s].values()):>6}" for s in SPLITS)
         lines.append(f"{'total':<{width}}  {totals}")
+        if any(self.unusable.values()):
+            cells = "  ".join(f"{self.unusable[s]:>6}" for s in SPLITS)
+            lines.append(f"{'unreadable':<{width}}  {cells}  (not in the total)")
         unreadable = [f"{ds.relative(p)}: {why}" for p, why in self.unreadable]
         sections = [
             ("Unreadable files (not used)", unreadable),
@@ -121,6 +128,8 @@ def check_dataset(
     report.unreadable = sorted(failures.items())
     for clip in dataset.clips:
         if any(p in failures for p in (clip.audio_path, clip.video_path)):
+            report.counts[clip.split][clip.label] -= 1
+            report.unusable[clip.split] += 1
             continue
         audio = infos.get(clip.audio_path) if clip.audio_path else None
         video = infos.get(clip.video_path) if clip.video_path else None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from avsc_core.datasets.splits import resolve_splits
-from avsc_core.datasets.types import Clip, Dataset, is_media_file
+from avsc_core.datasets.types import Clip, Dataset, counted, is_media_file
 from avsc_core.errors import AvscError
 
 
@@ -23,15 +23,81 @@ def class_folders(root: Path) -> list[Path]:
     )
 
 
-def media_files(folder: Path) -> Iterator[Path]:
-    """Media files below ``folder`` at any depth, in a stable order, skipping hidden
-    files and folders."""
+def _visible_files(folder: Path) -> Iterator[Path]:
+    """Files below ``folder`` at any depth, in a stable order, skipping hidden files and
+    folders."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if not _hidden(name) and is_media_file(path):
-                yield path
+            if not _hidden(name):
+                yield Path(dirpath, name)
+
+
+def media_files(folder: Path) -> Iterator[Path]:
+    """Media files below ``folder`` at any depth, in a stable order, skipping hidden
+    files and folders."""
+    return (path for path in _visible_files(folder) if is_media_file(path))
+
+
+def loose_media(root: Path) -> list[Path]:
+    """The media files directly in ``root``, which the layout cannot give a class."""
+    return sorted(p for p in root.iterdir() if p.is_file() and not _hidden(p.name)
+                  and is_media_file(p))
+
+
+# How many class folders a message names before it only counts the rest.
+_NAMED = 5
+
+
+def _folders(names: list[str], verb: str, verb_plural: str) -> str:
+    """``"class folder a is"`` or ``"class folders a, b and 3 more are"``."""
+    shown = ", ".join(names[:_NAMED])
+    if len(names) > _NAMED:
+        shown += f" and {len(names) - _NAMED} more"
+    if len(names) == 1:
+        return f"class folder {shown} {verb}"
+    return f"class folders {shown} {verb_plural}"
+
+
+def describe_contents(root: Path) -> str:
+    """What a folder holds whose class folders have no media file, for an error message.
+
+    Returns
+    -------
+    str
+        E.g. ``"12 media files directly in the folder; class folders airport, bus are
+        empty"``, ``"class folder sub holds no audio or video files (e.g. sub/a.txt)"`` or
+        ``"an empty folder"``.
+    """
+    found = []
+    loose = loose_media(root)
+    if loose:
+        found.append(f"{counted(len(loose), 'media file')} directly in the folder")
+    empty: list[str] = []
+    other: list[Path] = []  # one non-media file of each class folder that has some
+    for folder in class_folders(root):
+        first = next(_visible_files(folder), None)
+        if first is None:
+            empty.append(folder.name)
+        else:
+            other.append(first)
+    if empty:
+        found.append(_folders(empty, "is empty", "are empty"))
+    if other:
+        names = [path.relative_to(root).parts[0] for path in other]
+        example = other[0].relative_to(root).as_posix()
+        found.append(_folders(names, "holds", "hold")
+                     + f" no audio or video files (e.g. {example})")
+    if not found:
+        files = list(_visible_files(root))
+        found.append(f"{counted(len(files), 'file')}, none of them audio or video "
+                     f"(e.g. {files[0].name})" if files else "an empty folder")
+    return "; ".join(found)
+
+
+def folders_expected(root: Path) -> str:
+    """What the ``folders`` layout needs, with ``root`` in the example."""
+    return f"the folders layout needs one subfolder per class: {root}/<class>/<files>"
 
 
 def load_folders(
@@ -60,11 +126,8 @@ def load_folders(
         else:
             warnings.append(f"{folder.name}/: no audio or video files, not used as a class")
     if not clips:
-        raise AvscError(
-            f"{root}: no audio or video files in class folders "
-            "(expected ROOT/<class name>/<media files>)"
-        )
-    loose = [p.name for p in root.iterdir() if p.is_file() and is_media_file(p)]
+        raise AvscError(f"{root}: {describe_contents(root)}; {folders_expected(root)}")
+    loose = loose_media(root)
     if loose:
         warnings.append(
             f"{len(loose)} media file(s) directly in {root.name}/ ignored: "

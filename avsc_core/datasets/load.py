@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from avsc_core.datasets.csv_layout import load_csv
-from avsc_core.datasets.folders import class_folders, load_folders, media_files
+from avsc_core.datasets.folders import (
+    class_folders,
+    describe_contents,
+    folders_expected,
+    load_folders,
+    loose_media,
+    media_files,
+)
 from avsc_core.datasets.tau2021 import find_meta_dir, load_tau2021
 from avsc_core.datasets.types import Dataset
 from avsc_core.errors import AvscError
@@ -42,11 +49,14 @@ def detect_layout(root: str | Path) -> str:
         return "tau2021"
     if any(next(media_files(folder), None) for folder in class_folders(root)):
         return "folders"
-    hint = ""
+    found = describe_contents(root)
     tables = sorted(p.name for p in root.glob("*.csv"))
     if tables:
-        hint = f" (to use {tables[0]}, pass the CSV file itself)"
-    raise AvscError(f"{root}: cannot tell the data layout{hint}; {_LAYOUT_HELP}")
+        found += f" (to use {tables[0]}, pass the CSV file itself)"
+    if loose_media(root):
+        # Media without class folders: the folders layout is what the user is after.
+        raise AvscError(f"{root}: {found}; {folders_expected(root)}")
+    raise AvscError(f"{root}: cannot tell the data layout: {found}; {_LAYOUT_HELP}")
 
 
 def load_dataset(

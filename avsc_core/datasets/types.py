@@ -34,6 +34,13 @@ TAU_CLASSES = (
 _FORMAT_VERSION = 1
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun`` for a message: ``"1 class"``, ``"2 classes"``, ``"3 clips"``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 @dataclass(frozen=True)
 class Clip:
     """One labelled item of a dataset.
