@@ -1,4 +1,5 @@
-"""``avsc classify --model MODEL FILE... [--json] [--segment-seconds S] [--hop-seconds S]``."""
+"""``avsc classify --model MODEL FILE... [--json] [--segment-seconds S] [--hop-seconds S]
+[--segments SEGMENTS.csv] [--vtt DIR] [--audacity DIR]``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from avsc_core.cli.common import cancel_on_interrupt, model_options, progress_printer
+from avsc_core.cli.common import (
+    cancel_on_interrupt,
+    check_timeline_outputs,
+    model_options,
+    progress_printer,
+    timeline_options,
+)
 
 
 def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "without sound or pictures is classified by the branch it can feed, with a warning. "
         "The model runs in the fastest copy 'avsc export' kept in it, else in Keras; the "
         "output names which (runtime).",
-        parents=[model_options()],
+        parents=[model_options(), timeline_options()],
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="audio or video files")
@@ -91,25 +98,57 @@ def runtime_note(runtime: str, model: Path) -> str:
             "tflite --precision int8' answers without loading TensorFlow, several times faster)")
 
 
+class TimelineWriter:
+    """Writes each classified file's answers over time where the options ask."""
+
+    def __init__(self, args: argparse.Namespace):
+        from avsc_core.timeline import SegmentsCsv
+
+        self.vtt, self.audacity = args.vtt, args.audacity
+        self.csv = SegmentsCsv(args.segments) if args.segments is not None else None
+
+    def add(self, result) -> None:
+        from avsc_core.timeline import segment_rows, sidecar_path, write_audacity, write_vtt
+
+        rows = segment_rows(result)
+        if self.csv is not None:
+            self.csv.add(rows)
+        if self.vtt is not None:
+            write_vtt(sidecar_path(self.vtt, result.file, ".vtt"), rows)
+        if self.audacity is not None:
+            write_audacity(sidecar_path(self.audacity, result.file, ".txt"), rows)
+
+    def close(self) -> None:
+        if self.csv is not None:
+            self.csv.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    check_timeline_outputs(args)
     from avsc_core.inference.classify import classify_files, load_predictor
     predictor = load_predictor(args.model)
     runtime = predictor.runtime
     table = Table(args.files, predictor.bundle.classes)
     printer = progress_printer()
     results, failures = [], 0
+    timeline = TimelineWriter(args)
     with cancel_on_interrupt() as cancelled:
         outcomes = classify_files(
             args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled
         )
-        for outcome in outcomes:
-            if outcome.result is None:
-                failures += 1
-                say(sys.stderr, f"avsc classify: error: {outcome.error}")
-            elif args.json:
-                results.append({**outcome.result.to_dict(), "runtime": runtime})
-            else:
-                say(sys.stdout, table.row(outcome.result))
+        try:
+            for outcome in outcomes:
+                if outcome.result is None:
+                    failures += 1
+                    say(sys.stderr, f"avsc classify: error: {outcome.error}")
+                    continue
+                timeline.add(outcome.result)
+                if args.json:
+                    results.append({**outcome.result.to_dict(), "runtime": runtime})
+                else:
+                    say(sys.stdout, table.row(outcome.result))
+        finally:
+            timeline.close()
     printer.close()
     if args.json and len(args.files) > 1:
         print(json.dumps(results, indent=2, ensure_ascii=False))

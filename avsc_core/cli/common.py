@@ -42,6 +42,39 @@ def model_options() -> argparse.ArgumentParser:
     return parent
 
 
+def timeline_options() -> argparse.ArgumentParser:
+    """Parent parser of the commands that can write answers over time (classify, label)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("answers over time")
+    group.add_argument(
+        "--segments", type=Path, metavar="SEGMENTS.csv",
+        help="also write one CSV row per segment: file,start,end,label,confidence,"
+        "audio_label,visual_label (default: not written)",
+    )
+    group.add_argument(
+        "--vtt", type=Path, metavar="DIR",
+        help="also write DIR/<file>.vtt, WebVTT captions of the scene over time that any "
+        "video player shows (default: not written)",
+    )
+    group.add_argument(
+        "--audacity", type=Path, metavar="DIR",
+        help="also write DIR/<file>.txt, an Audacity label track (File > Import > Labels) "
+        "(default: not written)",
+    )
+    return parent
+
+
+def check_timeline_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable ``--segments``/``--vtt``/``--audacity`` before any work."""
+    from avsc_core.outputs import check_output_file, check_output_folder
+
+    if args.segments is not None:
+        check_output_file(args.segments, "segments CSV")
+    for folder, what in ((args.vtt, "captions folder"), (args.audacity, "label-track folder")):
+        if folder is not None:
+            check_output_folder(folder, what)
+
+
 class _Printer(TerminalProgress):
     """Bars for batches and epochs on a terminal; the dataset check is always printed."""
 

@@ -1,0 +1,36 @@
+"""A file's answers over time, in the formats people open them with.
+
+- :func:`segment_rows` / :class:`SegmentsCsv`: one CSV row per segment
+  (``file,start,end,label,confidence,audio_label,visual_label``);
+- :func:`write_vtt`: WebVTT captions (``<stem>.vtt``), one cue per segment whose text starts
+  with the fused label, so any video player shows the scene over time;
+- :func:`write_audacity`: an Audacity label track (``<stem>.txt``: start, end, label,
+  tab-separated), to import beside the sound (File > Import > Labels).
+
+The CLI (``classify``/``label`` ``--segments``, ``--vtt``, ``--audacity``) and the app's
+timeline export all write through these functions.
+"""
+
+from avsc_core.timeline.writers import (
+    SEGMENT_HEADER,
+    SegmentRow,
+    SegmentsCsv,
+    audacity_text,
+    segment_rows,
+    sidecar_path,
+    vtt_text,
+    write_audacity,
+    write_vtt,
+)
+
+__all__ = [
+    "SEGMENT_HEADER",
+    "SegmentRow",
+    "SegmentsCsv",
+    "audacity_text",
+    "segment_rows",
+    "sidecar_path",
+    "vtt_text",
+    "write_audacity",
+    "write_vtt",
+]
