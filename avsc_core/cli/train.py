@@ -1,13 +1,40 @@
-"""``avsc train DATA --out MODEL ...``: train a model bundle."""
+"""``avsc train DATA --out MODEL ...``: train a model bundle.
+
+Options the user does not give stay ``None`` here, so that ``--resume`` can tell the
+options asked for anew (honoured or refused by :mod:`avsc_core.train.resume`) from the
+defaults of a new run. Everything that can be checked without TensorFlow is checked
+before it loads (several seconds), so a mistyped path or value is refused at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
-from avsc_core.train.settings import FUSIONS, JOINT_IMAGE_MODELS, SPECTROGRAMS, STRATEGIES
+from avsc_core.errors import AvscError
+from avsc_core.outputs import check_output_folder
+from avsc_core.train.settings import (
+    ALL_BACKBONES,
+    FUSIONS,
+    JOINT_BATCH,
+    JOINT_IMAGE_MODELS,
+    SPECTROGRAMS,
+    STRATEGIES,
+    TrainConfig,
+)
+
+PAPER = TrainConfig.for_preset("paper")
+TINY = TrainConfig.for_preset("tiny")
+DEFAULT_SPLIT = 0.15
+
+
+def _preset_default(field: str) -> str:
+    """A setting's default in words: the paper preset's, and the tiny one's if it differs."""
+    paper, tiny = getattr(PAPER, field), getattr(TINY, field)
+    return f"{paper}" if paper == tiny else f"{paper}; tiny preset: {tiny}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,36 +47,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a model bundle (a folder) at MODEL.",
     )
     parser.add_argument("data", type=Path, help="dataset root, CSV file or TAU 2021 folder")
-    parser.add_argument("--out", type=Path, required=True, metavar="MODEL")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="MODEL",
+        help="the model bundle folder to write (no default: a new or empty folder, or the "
+        "interrupted run to --resume)",
+    )
     add_layout_argument(parser)
     parser.add_argument(
         "--preset",
         choices=("tiny", "paper"),
-        default="paper",
-        help="network sizes (default: %(default)s; tiny is for tests and demos)",
+        help="network sizes (default: paper; tiny is for tests and demos)",
     )
-    parser.add_argument("--strategy", choices=STRATEGIES, default="two-phase")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="two-phase: backbones one by one, then a fusion layer (Pham et al.); joint: "
+        "encoders and classifier trained together (Chen et al.) (default: two-phase)",
+    )
     parser.add_argument(
         "--fusion",
         choices=FUSIONS,
-        default="f4",
-        help="Phase II fusion (default: %(default)s, the paper's best)",
+        help=f"Phase II fusion (default: {PAPER.fusion}, the paper's best)",
     )
     parser.add_argument(
         "--backbones",
-        help="comma-separated subset of aud-mel,aud-gam,"
-        "aud-cqt,vis-inc,vis-conv (default: all five)",
+        help=f"comma-separated subset of {','.join(ALL_BACKBONES)} (default: all five)",
     )
-    parser.add_argument("--epochs", type=int, help="epochs of both phases, or of joint training")
-    parser.add_argument("--phase1-epochs", type=int)
-    parser.add_argument("--phase2-epochs", type=int)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs of both phases, or of joint optimisation; totals per network, also "
+        f"on --resume (default: the preset's: paper {PAPER.phase1_epochs} + "
+        f"{PAPER.phase2_epochs}, joint {PAPER.joint_epochs}; tiny {TINY.phase1_epochs} + "
+        f"{TINY.phase2_epochs}, joint {TINY.joint_epochs})",
+    )
+    parser.add_argument(
+        "--phase1-epochs",
+        type=int,
+        help=f"epochs of each Phase I backbone (default: {_preset_default('phase1_epochs')})",
+    )
+    parser.add_argument(
+        "--phase2-epochs",
+        type=int,
+        help=f"epochs of each Phase II fusion head (default: {_preset_default('phase2_epochs')})",
+    )
     parser.add_argument(
         "--phase",
         choices=("1", "2", "all"),
         default="all",
-        help="run only Phase I or Phase II (Phase II resumes a Phase I run)",
+        help="run only Phase I or Phase II (Phase II resumes a Phase I run; "
+        "default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="segments per audio batch, frames per visual batch, clips per fusion batch, "
+        f"segments per joint batch (default: {_preset_default('batch_size')}; "
+        f"at most {JOINT_BATCH} for joint optimisation)",
+    )
     parser.add_argument(
         "--visual-weights",
         default=None,
@@ -59,56 +117,118 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ImageNet weights files (a single file when training one visual "
         "backbone); the tiny preset always starts from scratch",
     )
-    parser.add_argument("--audio-lr", type=float,
-                        help="Adam learning rate of the audio backbones (joint: of the acoustic "
-                        "encoder and the classifier)")
-    parser.add_argument("--visual-lr", type=float,
-                        help="Adam learning rate of the visual backbones (joint: of the image "
-                        "model's layers)")
+    parser.add_argument(
+        "--audio-lr",
+        type=float,
+        help="Adam learning rate of the audio backbones (joint: of the acoustic encoder "
+        f"and the classifier; default: {_preset_default('audio_lr')})",
+    )
+    parser.add_argument(
+        "--visual-lr",
+        type=float,
+        help="Adam learning rate of the visual backbones (joint: of the image model's "
+        f"layers; default: {_preset_default('visual_lr')})",
+    )
     joint = parser.add_argument_group("joint optimisation (--strategy joint)")
     joint.add_argument("--joint-feature", choices=SPECTROGRAMS,
-                       help="spectrogram of the acoustic encoder (default: mel)")
+                       help=f"spectrogram of the acoustic encoder (default: {PAPER.joint_feature})")
     joint.add_argument("--image-model", choices=JOINT_IMAGE_MODELS,
-                       help="image model whose bottom layers encode the frames "
-                       "(default: convnext_tiny; the tiny preset uses a small CNN)")
+                       help="image model whose bottom layers encode the frames (default: "
+                       f"{PAPER.joint_image_model}; the tiny preset uses a small CNN)")
     joint.add_argument("--visual-stages", type=int, metavar="K",
                        help="stages of the image model kept (default: 2 of ConvNeXtTiny's 4, "
                        "3 of InceptionV3's 11)")
     joint.add_argument("--freeze-visual", action="store_true",
-                       help="keep the image model's layers fixed")
-    parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--test-fraction", type=float, default=0.15)
+                       help="keep the image model's layers fixed (default: train them)")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="processes decoding and computing features (default: 1)"
+        "--val-fraction",
+        type=float,
+        help="share of each class's clips kept for validation when the data does not "
+        f"decide the split (default: {DEFAULT_SPLIT})",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help="share of each class's clips kept for testing when the data does not "
+        f"decide the split (default: {DEFAULT_SPLIT})",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="processes decoding and computing features (default: %(default)s)",
     )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run at MODEL from its last checkpoint",
+        help="continue the interrupted run at MODEL from its last checkpoint; options "
+        "given again apply where the finished work allows, others are refused "
+        "(default: start a new run)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run)
+    parser.add_argument(
+        "--seed", type=int,
+        help=f"seeds the split, shuffling, mixup and initial weights (default: {PAPER.seed})",
+    )
+    # The layout too must stay unset when not given (see the module docstring).
+    parser.set_defaults(func=run, layout=None)
 
 
-def run(args: argparse.Namespace) -> int:
-    from avsc_core.errors import AvscError
-    from avsc_core.train import TrainConfig, train_model
+def _at_least(minimum: int | float, **values: int | float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise AvscError(f"{flag} must be at least {minimum}, got {value}")
 
-    if args.epochs is not None and (args.phase1_epochs or args.phase2_epochs):
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Refuse option values no run can have, naming the option."""
+    _at_least(1, epochs=args.epochs, phase1_epochs=args.phase1_epochs,
+              phase2_epochs=args.phase2_epochs, batch_size=args.batch_size, jobs=args.jobs)
+    _at_least(0, visual_stages=args.visual_stages, seed=args.seed)
+    for flag, rate in (("--audio-lr", args.audio_lr), ("--visual-lr", args.visual_lr)):
+        if rate is not None and not rate > 0:
+            raise AvscError(f"{flag} must be above 0, got {rate}")
+    fractions = {"--val-fraction": args.val_fraction, "--test-fraction": args.test_fraction}
+    for flag, fraction in fractions.items():
+        if fraction is not None and not 0 <= fraction < 1:
+            raise AvscError(f"{flag} must be at least 0 and below 1, got {fraction}")
+    val, test = (DEFAULT_SPLIT if f is None else f for f in fractions.values())
+    if val + test >= 1:
+        raise AvscError(f"--val-fraction {val} and --test-fraction {test} leave no clip "
+                        "to train on")
+    if args.epochs is not None and (args.phase1_epochs is not None
+                                    or args.phase2_epochs is not None):
         raise AvscError("give either --epochs or --phase1-epochs/--phase2-epochs")
-    if args.strategy == "joint" and (args.phase1_epochs or args.phase2_epochs
-                                     or args.phase != "all"):
+    if args.strategy == "joint" and (args.phase1_epochs is not None
+                                     or args.phase2_epochs is not None or args.phase != "all"):
         raise AvscError("joint optimisation has one phase: use --epochs, not "
                         "--phase1-epochs/--phase2-epochs/--phase")
-    overrides = {
+    if args.phase == "2" and not args.resume:
+        raise AvscError("--phase 2 continues a Phase I run: add --resume")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    if not args.data.exists():
+        raise AvscError(f"{args.data}: no such file or folder")
+    check_output_folder(args.out, "model bundle")
+    weights = args.visual_weights
+    if weights not in (None, "imagenet", "none") and not Path(weights).exists():
+        raise AvscError(f"{weights}: visual weights file or folder not found")
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields the user set, except ``preset``."""
+    epochs = args.epochs
+    weights = args.visual_weights
+    if weights not in (None, "imagenet", "none"):
+        weights = str(Path(weights).resolve())
+    given = {
         "strategy": args.strategy,
         "fusion": args.fusion,
-        "phase1_epochs": args.phase1_epochs if args.epochs is None else args.epochs,
-        "phase2_epochs": args.phase2_epochs if args.epochs is None else args.epochs,
+        "phase1_epochs": args.phase1_epochs if epochs is None else epochs,
+        "phase2_epochs": args.phase2_epochs if epochs is None else epochs,
+        "joint_epochs": epochs,
         "batch_size": args.batch_size,
-        "visual_weights": args.visual_weights,
+        "visual_weights": weights,
         "seed": args.seed,
-        "joint_epochs": args.epochs,
         "joint_feature": args.joint_feature,
         "joint_image_model": args.image_model,
         "joint_visual_stages": args.visual_stages,
@@ -117,19 +237,26 @@ def run(args: argparse.Namespace) -> int:
         "visual_lr": args.visual_lr,
     }
     if args.backbones:
-        overrides["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
-    if args.visual_weights not in (None, "imagenet", "none"):
-        weights = Path(args.visual_weights)
-        if not weights.exists():
-            raise AvscError(f"{weights}: visual weights file or folder not found")
-        overrides["visual_weights"] = str(weights.resolve())
-    try:
-        config = TrainConfig.for_preset(args.preset, **overrides)
-    except ValueError as exc:
-        raise AvscError(str(exc)) from exc
+        given["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_values(args)
+    _check_paths(args)
+    given = _given_settings(args)
+    config, changes = None, None
+    if args.resume:
+        changes = {**given, **({"preset": args.preset} if args.preset else {})}
+    else:
+        try:
+            config = TrainConfig.for_preset(args.preset or "paper", **given)
+        except ValueError as exc:
+            raise AvscError(str(exc)) from exc
     phases = ("1", "2") if args.phase == "all" else (args.phase,)
-    if args.phase == "2" and not args.resume:
-        raise AvscError("--phase 2 continues a Phase I run: add --resume")
+
+    from avsc_core.train import train_model  # loads TensorFlow
+
     printer = progress_printer()
     with cancel_on_interrupt() as cancelled:
         out = train_model(
@@ -140,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
             resume=args.resume,
+            changes=changes,
             phases=phases,
             jobs=args.jobs,
             progress=printer,

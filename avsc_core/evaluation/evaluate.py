@@ -11,7 +11,7 @@ import numpy as np
 from avsc_core.bundle import load_bundle
 from avsc_core.datasets import Dataset, load_dataset
 from avsc_core.errors import AvscError
-from avsc_core.evaluation.metrics import branch_metrics
+from avsc_core.evaluation.metrics import score_clips
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 
@@ -85,8 +85,8 @@ def evaluate_model(
         cancel=cancel,
     )
     lookup = {c: i for i, c in enumerate(classes)}
-    labels: dict[str, list[int]] = {b: [] for b in ("audio", "visual", "fused")}
-    probs: dict[str, list[np.ndarray]] = {b: [] for b in labels}
+    labels: list[int] = []
+    answers: list[dict[str, np.ndarray | None]] = []
     rows: list[dict[str, Any]] = []
     for done, prepared in enumerate(preparation.clips, 1):
         if cancel and cancel():
@@ -105,16 +105,16 @@ def evaluate_model(
             "predicted": {},
             "confidence": {},
         }
-        for branch in labels:
-            clip_probs = clip_probabilities(result.branches.get(branch))
+        answer = {b: clip_probabilities(p) for b, p in result.branches.items()}
+        for branch, clip_probs in answer.items():
             if clip_probs is None:
                 row["predicted"][branch] = row["confidence"][branch] = None
                 continue
             best = int(np.argmax(clip_probs))
             row["predicted"][branch] = classes[best]
             row["confidence"][branch] = float(clip_probs[best])
-            labels[branch].append(lookup[prepared.clip.label])
-            probs[branch].append(clip_probs)
+        labels.append(lookup[prepared.clip.label])
+        answers.append(answer)
         rows.append(row)
         if progress:
             progress(
@@ -122,15 +122,11 @@ def evaluate_model(
                     "evaluate", done, len(preparation.clips), {"file": str(prepared.clip.path)}
                 )
             )
-    branches = {
-        b: branch_metrics(np.array(labels[b]), np.array(probs[b]), classes) if labels[b] else None
-        for b in labels
-    }
     return {
         "n": len(preparation.clips),
         "classes": classes,
         "split": split,
-        "branches": branches,
+        "branches": score_clips(labels, answers, classes),
         "clips": rows,
         "skipped": [{"file": str(c.path), "reason": r} for c, r in preparation.failures],
     }

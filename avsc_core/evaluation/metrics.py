@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from avsc_core.inference.predictor import BRANCHES
 
 EPS = 1e-15
 
@@ -47,3 +49,34 @@ def branch_metrics(
         "per_class_accuracy": per_class,
         "confusion": matrix.tolist(),
     }
+
+
+def score_clips(
+    labels: Sequence[int],
+    answers: Sequence[Mapping[str, np.ndarray | None]],
+    classes: Sequence[str],
+) -> dict[str, dict[str, object] | None]:
+    """Per-branch metrics of clips: each branch scored on the clips it answered.
+
+    Parameters
+    ----------
+    labels : sequence of int
+        Each clip's true class, an index into ``classes``.
+    answers : sequence of mapping
+        Each clip's ``{branch: probabilities or None}``, after the Predictor's fallback
+        (:func:`avsc_core.inference.predictor.with_fallback`).
+
+    Returns
+    -------
+    dict
+        ``{branch: branch_metrics(...)}``, ``None`` for a branch that answered no clip.
+    """
+    result: dict[str, dict[str, object] | None] = {}
+    for branch in BRANCHES:
+        answered = [(y, a[branch]) for y, a in zip(labels, answers) if a.get(branch) is not None]
+        result[branch] = (
+            branch_metrics(np.array([y for y, _ in answered]),
+                           np.array([p for _, p in answered]), classes)
+            if answered else None
+        )
+    return result

@@ -12,6 +12,7 @@ when there is none. An export is used only when all of its networks are present.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,13 +172,9 @@ class Predictor:
             result.backbones[name] = out["probs"]
             embeddings[name] = out[key]
         heads = self.bundle.manifest["heads"]
-        for branch in ("audio", "visual"):
-            result.branches[branch] = self._run_head(branch, heads, embeddings)
-        fused = self._run_head("fused", heads, embeddings)
-        for fallback in ("audio", "visual"):
-            if fused is None:
-                fused = result.branches[fallback]
-        result.branches["fused"] = fused
+        result.branches = with_fallback(
+            {branch: self._run_head(branch, heads, embeddings) for branch in BRANCHES}
+        )
         return result
 
     def _run_head(
@@ -189,6 +186,20 @@ class Predictor:
         if not all(n in embeddings for n in inputs):
             return None
         return self.head(name)({n: embeddings[n] for n in inputs})
+
+
+def with_fallback(branches: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """The three branches' answers, ``fused`` taken from the branch that exists when the
+    fused head cannot run (audio first, then visual).
+
+    Everything that scores a model applies this rule (:class:`Predictor`, and the metrics
+    training records), so that training and ``avsc evaluate`` agree on every clip.
+    """
+    answers = {branch: branches.get(branch) for branch in BRANCHES}
+    for fallback in ("audio", "visual"):
+        if answers["fused"] is None:
+            answers["fused"] = answers[fallback]
+    return answers
 
 
 def clip_probabilities(segment_probs: np.ndarray | None) -> np.ndarray | None:

@@ -26,7 +26,7 @@ from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import TrainState
+from avsc_core.train.state import StepFiles, TrainState
 
 
 def backbone_seed(seed: int, name: str) -> int:
@@ -95,15 +95,14 @@ def train_backbone(
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
     """Train backbone ``name`` (or resume it) and return its final ``.keras`` file."""
-    step = state.step(f"phase1/{name}")
-    final = workdir / "backbones" / f"{name}.keras"
+    step_name = f"phase1/{name}"
+    step = state.step(step_name)
+    files = StepFiles.of(workdir, step_name)
+    final, last, best = files.final, files.last, files.best
     if step.finished and final.exists():
         return final
-    checkpoints = workdir / "training" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    last.parent.mkdir(parents=True, exist_ok=True)
     final.parent.mkdir(parents=True, exist_ok=True)
-    last = checkpoints / f"{name}.last.npz"
-    best = checkpoints / f"{name}.best.npz"
 
     spec = backbone_spec(name)
     train_items = backbone_items(name, train, classes, media)

@@ -29,7 +29,7 @@ from avsc_core.train.phase1 import backbone_seed
 from avsc_core.train.pipeline import array_dataset
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import TrainState
+from avsc_core.train.state import StepFiles, TrainState
 
 HEADS = ("audio", "visual", "fused")
 
@@ -149,15 +149,14 @@ def train_head(
     Returns ``None`` when no training clip has all of them.
     """
     inputs = list(inputs)
-    step = state.step(f"phase2:{head}")
-    final = workdir / "heads" / f"{head}.keras"
+    step_name = f"phase2:{head}"
+    step = state.step(step_name)
+    files = StepFiles.of(workdir, step_name)
+    final, last, best = files.final, files.last, files.best
     if step.finished and final.exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    checkpoints = workdir / "training" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    last = checkpoints / f"head-{head}.last.npz"
-    best = checkpoints / f"head-{head}.best.npz"
+    last.parent.mkdir(parents=True, exist_ok=True)
 
     kind = config.embedding_type
     lookup = {c: i for i, c in enumerate(classes)}

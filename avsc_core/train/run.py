@@ -3,13 +3,17 @@
 The bundle folder doubles as the run's working folder: ``training/state.json`` (the
 resume journal), ``training/checkpoints/`` and ``training/embeddings.npz`` live there
 until the manifest is written, which is the last step and marks the bundle complete.
+A journal without any finished epoch holds nothing worth resuming: a new run replaces it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
+import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,54 +27,113 @@ from avsc_core.datasets import Dataset, load_dataset
 from avsc_core.datasets.check import DatasetReport
 from avsc_core.datasets.types import SPLITS
 from avsc_core.errors import AvscError
-from avsc_core.evaluation import branch_metrics
+from avsc_core.evaluation.metrics import score_clips
+from avsc_core.inference.predictor import BRANCHES, clip_probabilities, with_fallback
+from avsc_core.locks import OutputLock
 from avsc_core.models import trainable_params
 from avsc_core.models.presets import backbone_spec
+from avsc_core.outputs import check_output_folder
 from avsc_core.progress import Progress, ProgressCallback
 from avsc_core.train.prepare import Preparation, PreparedClip, prepare_clips
+from avsc_core.train.resume import (
+    EMBEDDINGS_STEP,
+    check_resume,
+    check_split_options,
+    discarded_steps,
+    phase1_step,
+    wanted_config,
+)
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import TrainState
+from avsc_core.train.state import StepFiles, TrainState
+from avsc_core.train.validate import check_classes, check_prepared
 
 PHASES = ("1", "2")
+# The share of each class held out for validation, and for testing, unless told otherwise.
+DEFAULT_FRACTION = 0.15
+STATE = Path("training") / "state.json"
+EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
+# What a run writes into its folder besides the manifest (see the module docstring).
+RUN_FOLDERS = ("training", "backbones", "heads")
 
 
-def _start_or_resume(
-    data: str | Path,
+def _check_phases(config: TrainConfig, phases: Sequence[str]) -> None:
+    if config.strategy == "joint" and tuple(phases) != PHASES:
+        raise AvscError("--phase applies to two-phase training; joint optimisation has one phase")
+
+
+def _refuse_complete(out: Path) -> None:
+    if (out / MANIFEST).exists():
+        raise AvscError(f"{out}: a trained model is already there; choose another --out")
+
+
+def _start(
     out: Path,
     config: TrainConfig,
     media: MediaConfig,
     features: FeatureConfig,
-    layout: str,
-    val_fraction: float,
-    test_fraction: float,
-    resume: bool,
+    dataset: Dataset,
+    split: dict[str, float],
 ) -> TrainState:
-    state_path = out / "training" / "state.json"
-    if (out / MANIFEST).exists():
-        raise AvscError(f"{out}: a trained model is already there; choose another --out")
-    if state_path.exists():
-        if not resume:
+    """The journal of a new run at ``out``, written once every check has passed."""
+    _refuse_complete(out)
+    if (out / STATE).exists():
+        if TrainState.load(out / STATE).has_work:
             raise AvscError(
                 f"{out}: holds an interrupted training run; add --resume to continue it "
                 "or choose another --out"
             )
-        return TrainState.load(state_path)
-    if resume:
-        raise AvscError(f"{out}: no interrupted training run to resume")
+        # A run stopped before its first epoch (refused data, a kill) saved nothing worth
+        # resuming; keeping it would only stop the user from starting again.
+        for name in RUN_FOLDERS:
+            shutil.rmtree(out / name, ignore_errors=True)
     if out.exists() and any(out.iterdir()):
         raise AvscError(f"{out}: folder exists and is not empty; choose another --out")
-    dataset = load_dataset(data, layout, val_fraction, test_fraction, config.seed)
     state = TrainState(
-        state_path,
+        out / STATE,
         {
             "config": config.to_dict(),
             "media": media.to_dict(),
             "features": features.to_dict(),
             "dataset": dataset.to_dict(),
+            "split": split,
         },
     )
     state.save()
     return state
+
+
+def _resume(
+    out: Path,
+    config: TrainConfig | None,
+    changes: Mapping[str, Any] | None,
+    split_options: dict[str, Any],
+) -> TrainState:
+    """The journal of the interrupted run at ``out``, with the changes it can take."""
+    _refuse_complete(out)
+    if not (out / STATE).exists():
+        raise AvscError(f"{out}: no interrupted training run to resume")
+    state = TrainState.load(out / STATE)
+    check_split_options(out, state, split_options)
+    saved = TrainConfig.from_dict(state.settings["config"])
+    wanted = wanted_config(saved, config, changes)
+    check_resume(out, state, saved, wanted)
+    _check_settings(wanted)
+    for name in discarded_steps(state, saved, wanted):
+        _discard_step(out, state, name)
+    state.settings["config"] = wanted.to_dict()
+    state.save()
+    return state
+
+
+def _discard_step(out: Path, state: TrainState, name: str) -> None:
+    if name == EMBEDDINGS_STEP:
+        files = [out / EMBEDDINGS_CACHE]
+    else:
+        step_files = StepFiles.of(out, name)
+        files = [step_files.final, step_files.last, step_files.best]
+    for path in files:
+        path.unlink(missing_ok=True)
+    del state.steps[name]
 
 
 def preparation_report(
@@ -92,64 +155,57 @@ def preparation_report(
     )
 
 
-def _clip_metrics(
-    probs_by_row: np.ndarray,
-    clip_index: np.ndarray,
-    clips: Sequence[PreparedClip],
-    classes: Sequence[str],
-    split: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    lookup = {c: i for i, c in enumerate(classes)}
-    labels, probs = [], []
-    for i, clip in enumerate(clips):
-        if clip.clip.split != split:
-            continue
-        rows = probs_by_row[clip_index == i]
-        rows = rows[~np.isnan(rows[:, 0])]
-        if len(rows):
-            labels.append(lookup[clip.clip.label])
-            probs.append(rows.mean(axis=0))
-    return np.array(labels, int), np.array(probs).reshape(-1, len(classes))
+def _segment_probabilities(
+    heads: dict[str, tuple[Path, list[str]]], embeddings, n_classes: int, kind: int
+) -> dict[str, np.ndarray]:
+    """Each head's answer for every segment row; NaN rows where a clip lacks its inputs."""
+    import keras
+
+    result = {}
+    for head, (path, inputs) in heads.items():
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        probs = np.full((len(embeddings.clip_index), n_classes), np.nan, np.float32)
+        mask = embeddings.available(inputs)
+        if mask.any():
+            probs[mask] = model.predict_on_batch(
+                {n: embeddings.values[n][kind][mask] for n in inputs}
+            )
+        result[head] = probs
+    return result
 
 
-def _head_metrics(
+def _clip_answers(
+    segment_probs: dict[str, np.ndarray], rows: np.ndarray
+) -> dict[str, np.ndarray | None]:
+    """One clip's branch probabilities, as :class:`~avsc_core.inference.Predictor` gives
+    them: a branch whose head cannot run on the clip is ``None``, fused falls back."""
+    segments: dict[str, np.ndarray | None] = {}
+    for branch in BRANCHES:
+        probs = segment_probs.get(branch)
+        clip_rows = None if probs is None else probs[rows]
+        segments[branch] = None if clip_rows is None or np.isnan(clip_rows).any() else clip_rows
+    return {b: clip_probabilities(p) for b, p in with_fallback(segments).items()}
+
+
+def _training_metrics(
     heads: dict[str, tuple[Path, list[str]]],
     embeddings,
     clips: Sequence[PreparedClip],
     classes: Sequence[str],
     config: TrainConfig,
 ) -> dict[str, Any]:
-    """Clip-level metrics of each branch on the validation and test splits."""
-    import keras
-
-    kind = config.embedding_type
-    branch_probs: dict[str, np.ndarray] = {}
-    for head, (path, inputs) in heads.items():
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        probs = np.full((len(embeddings.clip_index), len(classes)), np.nan, np.float32)
-        mask = embeddings.available(inputs)
-        if mask.any():
-            probs[mask] = model.predict_on_batch(
-                {n: embeddings.values[n][kind][mask] for n in inputs}
-            )
-        branch_probs[head] = probs
-    if "fused" not in branch_probs:
-        branch_probs["fused"] = branch_probs.get("audio", branch_probs.get("visual"))
+    """Clip-level metrics of each branch on the validation and test splits, scored like
+    ``avsc evaluate`` scores them (:func:`~avsc_core.evaluation.metrics.score_clips`)."""
+    segment_probs = _segment_probabilities(
+        heads, embeddings, len(classes), config.embedding_type
+    )
+    lookup = {c: i for i, c in enumerate(classes)}
     result: dict[str, Any] = {}
     for split in ("val", "test"):
-        entry: dict[str, Any] = {"branches": {}}
-        for branch in ("audio", "visual", "fused"):
-            if branch_probs.get(branch) is None:
-                entry["branches"][branch] = None
-                continue
-            labels, probs = _clip_metrics(
-                branch_probs[branch], embeddings.clip_index, clips, classes, split
-            )
-            entry["branches"][branch] = (
-                branch_metrics(labels, probs, classes) if len(labels) else None
-            )
-            entry["n"] = max(entry.get("n", 0), len(labels))
-        result[split] = entry
+        members = [i for i, c in enumerate(clips) if c.clip.split == split]
+        labels = [lookup[clips[i].clip.label] for i in members]
+        answers = [_clip_answers(segment_probs, embeddings.clip_index == i) for i in members]
+        result[split] = {"n": len(members), "branches": score_clips(labels, answers, classes)}
     return result
 
 
@@ -209,17 +265,34 @@ def _write_manifest(
     write_json(out / MANIFEST, manifest)
 
 
+def _is_chief() -> bool:
+    """Whether this process writes the bundle: always, except for the non-chief workers of
+    a multi-worker run (``TF_CONFIG``), which share the chief's folder and must not be
+    locked out by it."""
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = spec.get("task") or {}, spec.get("cluster") or {}
+    except (ValueError, AttributeError):
+        return True
+    if not task:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index", 0) == 0
+
+
 def train_model(
     data: str | Path,
     out: str | Path,
-    config: TrainConfig,
+    config: TrainConfig | None = None,
     *,
-    layout: str = "auto",
+    layout: str | None = None,
     media: MediaConfig | None = None,
     features: FeatureConfig | None = None,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
     resume: bool = False,
+    changes: Mapping[str, Any] | None = None,
     phases: Sequence[str] = PHASES,
     jobs: int = 1,
     devices: Sequence[str] | None = None,
@@ -230,41 +303,81 @@ def train_model(
 
     ``config.strategy`` chooses two-phase training (Phase I backbones, Phase II fusion
     heads) or joint optimisation (:mod:`avsc_core.train.joint`); both end in the same
-    bundle layout.
+    bundle layout. The run holds :class:`~avsc_core.locks.OutputLock` on ``out`` from
+    start to end, so a second training into the same folder is refused at once.
 
-    With ``resume``, an interrupted run at ``out`` continues from its last completed
-    epoch with its own saved settings (``config``, ``media``, ``features`` are then
-    ignored). ``phases=("1",)`` stops after Phase I; a later call with ``resume`` and
-    ``phases=("2",)`` completes it.
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        The settings of a new run (the ``paper`` defaults when omitted).
+    layout, val_fraction, test_fraction : optional
+        How a new run reads and splits the data (``"auto"``, 0.15, 0.15 when omitted).
+    resume : bool
+        Continue the interrupted run at ``out`` from its last completed epoch, with its
+        saved settings (``media`` and ``features`` are then ignored). Settings asked for
+        anew, as ``changes`` or as a ``config`` that differs from the saved one, are
+        honoured or refused by the rules of :mod:`avsc_core.train.resume`; so are
+        ``layout`` and the fractions when given.
+    changes : mapping, optional
+        With ``resume``: the settings the user gave explicitly, by
+        :class:`TrainConfig` field name (``config`` is then ignored).
+    phases : sequence of str
+        ``("1",)`` stops after Phase I; a later call with ``resume`` and ``phases=("2",)``
+        completes it.
 
     Returns
     -------
     Path
         The bundle folder, complete with ``manifest.json`` once Phase II has run.
+
+    Raises
+    ------
+    AvscError
+        Before anything is written for data no model can learn from (fewer than two
+        classes, a class without training clips) and for refused changes; after decoding
+        but before training when a network lacks its input (the message names the
+        ``--backbones`` that would work).
     """
     out = Path(out)
-    if config.strategy == "joint" and tuple(phases) != PHASES:
-        raise AvscError("--phase applies to two-phase training; joint optimisation has one phase")
+    check_output_folder(out, "model bundle")
+    fractions = {"val_fraction": val_fraction, "test_fraction": test_fraction}
     if not resume:
+        config = config or TrainConfig()
+        _check_phases(config, phases)
         _check_settings(config)  # before the run folder is created
-    state = _start_or_resume(
-        data,
-        out,
-        config,
-        media or MediaConfig(),
-        features or FeatureConfig(),
-        layout,
-        val_fraction,
-        test_fraction,
-        resume,
-    )
+        split = {name: DEFAULT_FRACTION if value is None else value
+                 for name, value in fractions.items()}
+        dataset = load_dataset(data, layout or "auto", seed=config.seed, **split)
+        check_classes(dataset)
+    with OutputLock(out) if _is_chief() else contextlib.nullcontext():
+        if resume:
+            state = _resume(out, config, changes, {"layout": layout, **fractions})
+        else:
+            state = _start(out, config, media or MediaConfig(), features or FeatureConfig(),
+                           dataset, split)
+        return _run(data, out, state, phases, jobs, devices, progress, cancel)
+
+
+def _run(
+    data: str | Path,
+    out: Path,
+    state: TrainState,
+    phases: Sequence[str],
+    jobs: int,
+    devices: Sequence[str] | None,
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+) -> Path:
+    """Decode, check, train and write the bundle of the run ``state`` describes."""
     config = TrainConfig.from_dict(state.settings["config"])
+    _check_phases(config, phases)
     media = MediaConfig.from_dict(state.settings["media"])
     features = FeatureConfig.from_dict(state.settings["features"])
     dataset = Dataset.from_dict(state.settings["dataset"], root=data)
+    check_classes(dataset)  # journals of older versions were written without this check
     classes = dataset.classes
 
-    parts = _check_settings(config)
+    parts = _parts(config)
     joint = config.strategy == "joint"
     kinds = tuple(dict.fromkeys(f for m, f in parts.values() if m == "audio"))
     frames = any(m == "visual" for m, _ in parts.values())
@@ -284,8 +397,7 @@ def train_model(
     clips = preparation.clips
     train = [c for c in clips if c.clip.split == "train"]
     val = [c for c in clips if c.clip.split == "val"]
-    if not train:
-        raise AvscError(f"{data}: no readable training clips")
+    check_prepared(data, dataset, train, config, parts)
 
     from avsc_core.train.distribute import distribution_strategy
 
@@ -308,7 +420,7 @@ def train_model(
             return out
         backbone_files, head_files, embeddings = trained
 
-    metrics = _head_metrics(head_files, embeddings, clips, classes, config)
+    metrics = _training_metrics(head_files, embeddings, clips, classes, config)
     _write_manifest(
         out,
         state,
@@ -325,9 +437,6 @@ def train_model(
     return out
 
 
-EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
-
-
 def _cached_embeddings(
     out: Path,
     state: TrainState,
@@ -341,7 +450,7 @@ def _cached_embeddings(
     from avsc_core.train.phase2 import Embeddings, compute_embeddings
 
     cache_file = out / EMBEDDINGS_CACHE
-    step = state.step("phase2:embeddings")
+    step = state.step(EMBEDDINGS_STEP)
     if step.finished and cache_file.exists():
         return Embeddings.load(cache_file)
     embeddings = compute_embeddings(
@@ -353,25 +462,32 @@ def _cached_embeddings(
     return embeddings
 
 
-def _check_settings(config: TrainConfig) -> dict[str, tuple[str, str]]:
-    """``{backbone: (modality, feature)}`` of the model ``config`` trains.
+def _parts(config: TrainConfig) -> dict[str, tuple[str, str]]:
+    """``{backbone: (modality, feature)}`` of the model ``config`` trains."""
+    if config.strategy == "joint":
+        from avsc_core.train.joint import joint_parts
+
+        return joint_parts(config)
+    return {b: (backbone_spec(b).modality, backbone_spec(b).feature) for b in config.backbones}
+
+
+def _check_settings(config: TrainConfig) -> None:
+    """Refuse settings that cannot work, so that they fail before any decoding.
 
     Raises
     ------
     AvscError
-        Settings that cannot work (a weights folder without the needed file, more stages
-        than the image model has), so that they fail before any decoding.
+        A weights folder without the needed file, more stages than the image model has.
     """
-    from avsc_core.train.phase1 import visual_weights_argument
-
     if config.strategy == "joint":
-        from avsc_core.train.joint import joint_parts, joint_visual_weights
+        from avsc_core.train.joint import joint_visual_weights
 
         joint_visual_weights(config)
-        return joint_parts(config)
+        return
+    from avsc_core.train.phase1 import visual_weights_argument
+
     for name in config.visual_backbones:
         visual_weights_argument(config, name)
-    return {b: (backbone_spec(b).modality, backbone_spec(b).feature) for b in config.backbones}
 
 
 def _train_two_phase(
@@ -396,7 +512,7 @@ def _train_two_phase(
 
     backbone_files = {}
     for name in config.backbones:
-        if "1" in phases or state.step(f"phase1/{name}").finished:
+        if "1" in phases or state.step(phase1_step(name)).finished:
             backbone_files[name] = train_backbone(
                 name,
                 train,

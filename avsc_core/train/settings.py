@@ -16,6 +16,11 @@ JOINT_IMAGE_MODELS = ("convnext_tiny", "inception_v3")
 JOINT_BATCH = 8
 
 
+def backbone_modality(name: str) -> str:
+    """``"audio"`` or ``"visual"``: what a two-phase backbone learns from."""
+    return "audio" if name.startswith("aud-") else "visual"
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
     """How a model is trained.
@@ -143,11 +148,11 @@ class TrainConfig(_Settings):
         """Two-phase audio backbones trained (none for joint optimisation)."""
         if self.strategy == "joint":
             return ()
-        return tuple(b for b in self.backbones if b.startswith("aud-"))
+        return tuple(b for b in self.backbones if backbone_modality(b) == "audio")
 
     @property
     def visual_backbones(self) -> tuple[str, ...]:
         """Two-phase visual backbones trained (none for joint optimisation)."""
         if self.strategy == "joint":
             return ()
-        return tuple(b for b in self.backbones if b.startswith("vis-"))
+        return tuple(b for b in self.backbones if backbone_modality(b) == "visual")

@@ -19,6 +19,30 @@ from avsc_core.errors import AvscError
 STATE_VERSION = 1
 
 
+@dataclass(frozen=True)
+class StepFiles:
+    """Where a Phase I backbone or a Phase II head keeps its work in the run folder."""
+
+    final: Path
+    last: Path
+    best: Path
+
+    @classmethod
+    def of(cls, workdir: Path, step: str) -> StepFiles:
+        """The files of journal step ``step`` (``"phase1/<backbone>"``, ``"phase2:<head>"``)."""
+        phase, _, model = step.replace(":", "/", 1).partition("/")
+        checkpoints = workdir / "training" / "checkpoints"
+        if phase == "phase1":
+            folder, prefix = workdir / "backbones", ""
+        else:
+            folder, prefix = workdir / "heads", "head-"
+        return cls(
+            folder / f"{model}.keras",
+            checkpoints / f"{prefix}{model}.last.npz",
+            checkpoints / f"{prefix}{model}.best.npz",
+        )
+
+
 @dataclass
 class StepState:
     """Progress of one model being trained (a backbone or a fusion head)."""
@@ -28,6 +52,11 @@ class StepState:
     best_score: list[float] | None = None
     finished: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def started(self) -> bool:
+        """Whether any work of this step is saved (an epoch, or the whole step)."""
+        return self.epochs_done > 0 or self.finished
 
 
 @dataclass
@@ -40,6 +69,11 @@ class TrainState:
 
     def step(self, name: str) -> StepState:
         return self.steps.setdefault(name, StepState())
+
+    @property
+    def has_work(self) -> bool:
+        """Whether any step has saved work; a run without any can be started afresh."""
+        return any(step.started for step in self.steps.values())
 
     def save(self) -> None:
         write_json(
