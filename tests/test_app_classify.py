@@ -201,3 +201,23 @@ def test_smoke_test_saves_a_screenshot_and_exits_0(trained_tiny_model, make_medi
 
     image = QImage(str(out))
     assert image.width() >= 800 and image.height() >= 600
+
+
+def test_the_timeline_exports_captions_a_player_reads(
+        qtbot, window, trained_tiny_model, make_media, tmp_path, monkeypatch):
+    import webvtt
+    from PySide6.QtWidgets import QFileDialog
+
+    window.set_model(str(trained_tiny_model))
+    long = make_media("walk.mp4", seconds=21.0, fps=2, size=(32, 24))
+    assert analyse(qtbot, window, long) == "result"
+    view = window.classify_view
+    target = tmp_path / "exports" / "walk"  # no suffix typed: the chosen file type decides
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(target), "WebVTT captions (*.vtt)"))
+    view.export_button.click()
+    captions = webvtt.read(str(target.with_suffix(".vtt")))
+    labels = [max(s["branches"]["fused"], key=s["branches"]["fused"].get)
+              for s in view.result["segments"]]
+    assert [c.text.split(" ")[0] for c in captions] == labels
+    assert view.status.text() == f"Exported to {target.with_suffix('.vtt')}"

@@ -113,6 +113,11 @@ class ClassifyView(QWidget):
         row.addWidget(QLabel("branch"))
         row.addWidget(self.timeline_branch)
         row.addStretch(1)
+        self.export_button = QPushButton("Export...")
+        self.export_button.setToolTip("Save the answers over time as a segments CSV, WebVTT "
+                                      "captions or an Audacity label track")
+        self.export_button.clicked.connect(self.export_timeline)
+        row.addWidget(self.export_button)
         box.addLayout(row)
         box.addWidget(self.timeline)
         self.timeline_box.hide()
@@ -292,6 +297,30 @@ class ClassifyView(QWidget):
         self.side_tabs.setCurrentIndex(SCENE_TAB)
         self.select_segment(None)
         self._draw_timeline()
+
+    def export_timeline(self) -> None:
+        """Ask where, then write the answers over time (format from the file type)."""
+        from PySide6.QtWidgets import QFileDialog
+
+        from avsc_core.timeline import FORMATS, write_timeline
+
+        if self.result is None:
+            return
+        stem = Path(self.result["file"]).stem
+        filters = ";;".join(f"{name} (*{suffix})" for suffix, name in FORMATS.items())
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export the answers over time", str(Path.home() / f"{stem}.vtt"), filters)
+        if not path:
+            return
+        target = Path(path)
+        if target.suffix.lower() not in FORMATS:  # the filter names the type
+            target = target.with_suffix(chosen[chosen.index("*") + 1:chosen.index(")")])
+        try:
+            write_timeline(target, self.result)
+        except (OSError, ValueError) as exc:
+            self.banner.show_message(f"Could not export to {target}: {exc}")
+            return
+        self._set_status(f"Exported to {target}")
 
     def _on_failed(self, message: str) -> None:
         if self._error_shown:

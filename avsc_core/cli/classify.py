@@ -110,7 +110,7 @@ class TimelineWriter:
     def add(self, result) -> None:
         from avsc_core.timeline import segment_rows, sidecar_path, write_audacity, write_vtt
 
-        rows = segment_rows(result)
+        rows = segment_rows(result.to_dict())
         if self.csv is not None:
             self.csv.add(rows)
         if self.vtt is not None:

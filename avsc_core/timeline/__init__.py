@@ -12,6 +12,7 @@ timeline export all write through these functions.
 """
 
 from avsc_core.timeline.writers import (
+    FORMATS,
     SEGMENT_HEADER,
     SegmentRow,
     SegmentsCsv,
@@ -20,10 +21,12 @@ from avsc_core.timeline.writers import (
     sidecar_path,
     vtt_text,
     write_audacity,
+    write_timeline,
     write_vtt,
 )
 
 __all__ = [
+    "FORMATS",
     "SEGMENT_HEADER",
     "SegmentRow",
     "SegmentsCsv",
@@ -32,5 +35,6 @@ __all__ = [
     "sidecar_path",
     "vtt_text",
     "write_audacity",
+    "write_timeline",
     "write_vtt",
 ]

@@ -8,14 +8,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import Any
 
 from avsc_core.atomic import atomic_write
-
-if TYPE_CHECKING:
-    from avsc_core.inference.classify import ClassifyResult
 
 SEGMENT_HEADER = ("file", "start", "end", "label", "confidence", "audio_label", "visual_label")
 
@@ -41,36 +36,37 @@ class SegmentRow:
                 f"{self.confidence:.4f}", self.audio_label, self.visual_label]
 
 
-def _labels(classes: list[str], probs: np.ndarray | None, n: int) -> list[str]:
-    if probs is None:
-        return [""] * n
-    return [classes[i] for i in np.argmax(probs, axis=1)]
+def _best(probs: dict[str, float] | None) -> tuple[str, float]:
+    if not probs:
+        return "", 0.0
+    label = max(probs, key=probs.get)
+    return label, float(probs[label])
 
 
-def segment_rows(result: ClassifyResult, file: str | None = None) -> list[SegmentRow]:
-    """The rows of ``result``'s segments, in time order.
+def segment_rows(answer: dict[str, Any], file: str | None = None) -> list[SegmentRow]:
+    """The rows of one file's answer, in time order.
 
     Parameters
     ----------
-    result : ClassifyResult
+    answer : dict
+        The contract's JSON object of a file (:meth:`ClassifyResult.to_dict`, which is
+        also what the app receives from its worker).
     file : str, optional
-        The name to put in the ``file`` column (default: ``result.file``); ``label``
+        The name to put in the ``file`` column (default: ``answer["file"]``); ``label``
         writes paths relative to the labelled folder.
     """
-    fused = result.probs["fused"]
-    if fused is None:
-        return []
-    n = len(result.starts)
-    audio = _labels(result.classes, result.probs.get("audio"), n)
-    visual = _labels(result.classes, result.probs.get("visual"), n)
-    best = np.argmax(fused, axis=1)
-    ends = np.minimum(result.ends, max(result.duration, float(result.starts[-1])))
-    return [
-        SegmentRow(file or result.file, float(result.starts[i]), float(max(ends[i],
-                   result.starts[i])), result.classes[best[i]], float(fused[i, best[i]]),
-                   audio[i], visual[i])
-        for i in range(n)
-    ]
+    rows = []
+    duration = float(answer.get("duration") or 0.0)
+    for segment in answer["segments"]:
+        branches = segment["branches"]
+        label, confidence = _best(branches.get("fused"))
+        if not label:
+            continue
+        start = float(segment["start"])
+        end = max(start, min(float(segment["end"]), max(duration, start)))
+        rows.append(SegmentRow(file or answer["file"], start, end, label, confidence,
+                               _best(branches.get("audio"))[0], _best(branches.get("visual"))[0]))
+    return rows
 
 
 def _csv_line(cells: Iterable[str]) -> str:
@@ -178,3 +174,31 @@ def write_audacity(path: str | Path, rows: list[SegmentRow]) -> Path:
     with atomic_write(path, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(audacity_text(rows))
     return Path(path)
+
+
+# What each file type the app offers holds, by suffix.
+FORMATS = {".csv": "Segments CSV", ".vtt": "WebVTT captions", ".txt": "Audacity label track"}
+
+
+def write_timeline(path: str | Path, answer: dict[str, Any]) -> Path:
+    """Write one file's answers over time in the format ``path``'s suffix names
+    (:data:`FORMATS`).
+
+    Raises
+    ------
+    ValueError
+        For a suffix not in :data:`FORMATS`.
+    """
+    path = Path(path)
+    rows = segment_rows(answer)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(_csv_line(SEGMENT_HEADER))
+            handle.writelines(_csv_line(r.cells()) for r in rows)
+        return path
+    if suffix == ".vtt":
+        return write_vtt(path, rows)
+    if suffix == ".txt":
+        return write_audacity(path, rows)
+    raise ValueError(f"{path}: unknown timeline format; use one of {', '.join(FORMATS)}")
