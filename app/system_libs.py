@@ -14,6 +14,7 @@ Qt-free: it runs before ``QApplication`` exists.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -61,14 +62,24 @@ def uses_xcb(environ: dict[str, str] | None = None) -> bool:
 
 
 def xcb_plugin() -> Path | None:
-    """Qt's ``libqxcb.so`` in the installed PySide6 (or the packaged app)."""
-    try:
-        from PySide6.QtCore import QLibraryInfo
-    except ImportError:
-        return None
-    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
-    plugin = plugins / "platforms" / "libqxcb.so"
-    return plugin if plugin.exists() else None
+    """Qt's ``libqxcb.so`` in the installed PySide6 (or the packaged app).
+
+    Found on disk rather than through ``QLibraryInfo``, so that this module stays free of
+    Qt imports (it runs before Qt may load, and the architecture contract checks it).
+    """
+    roots = []
+    bundled = getattr(sys, "_MEIPASS", None)
+    if bundled:
+        roots.append(Path(bundled) / "PySide6")
+    spec = importlib.util.find_spec("PySide6")
+    if spec is not None and spec.submodule_search_locations:
+        roots += [Path(p) for p in spec.submodule_search_locations]
+    for root in roots:
+        for plugins in (root / "Qt" / "plugins", root / "plugins"):
+            plugin = plugins / "platforms" / "libqxcb.so"
+            if plugin.exists():
+                return plugin
+    return None
 
 
 def _not_found_by_ldd(library: Path) -> list[str]:
