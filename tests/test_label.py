@@ -65,7 +65,8 @@ def test_rows_errors_and_params(folder, predictor, trained_tiny_model, tmp_path)
         assert row["audio_label"] in ("park", "tram") and row["visual_label"] in ("park", "tram")
     assert (summary.found, summary.labelled, summary.failed) == (5, 4, 1)
 
-    params = json.loads((out.parent / "params.json").read_text())
+    assert summary.params == out.parent / "labels.params.json"
+    params = json.loads(summary.params.read_text())
     assert params["model"] == str(trained_tiny_model.resolve())
     assert params["model_sha256"] == sha256(trained_tiny_model / "manifest.json")
     assert params["segment_seconds"] == 10.0 and params["hop_seconds"] == 10.0
@@ -87,7 +88,7 @@ def test_resume_after_an_interruption_labels_each_file_once(folder, predictor, t
                      on_row=lambda row, result: first.append(row.file),
                      cancel=lambda: len(first) >= 2)
     assert [r["file"] for r in read_csv(out)] == first and len(first) == 2
-    assert json.loads((tmp_path / "params.json").read_text())["finished"] is None
+    assert json.loads((tmp_path / "labels.params.json").read_text())["finished"] is None
     # A power cut in the middle of a line: that line is dropped and its file redone.
     with open(out, "a", encoding="utf-8") as handle:
         handle.write("park-1.mp4,pa")
@@ -100,16 +101,16 @@ def test_resume_after_an_interruption_labels_each_file_once(folder, predictor, t
     assert not set(first) & set(second)
     assert [r["file"] for r in read_csv(out)] == sorted(TOP + NESTED)
     assert (summary.already_done, summary.labelled + summary.failed) == (2, 4)
-    params = json.loads((tmp_path / "params.json").read_text())
+    params = json.loads((tmp_path / "labels.params.json").read_text())
     assert params["finished"] and params["counts"]["rows"] == 6
 
 
 def test_resume_refuses_another_model(folder, predictor, tmp_path):
     out = tmp_path / "labels.csv"
     label_folder(folder, predictor, out)
-    params = json.loads((tmp_path / "params.json").read_text())
+    params = json.loads((tmp_path / "labels.params.json").read_text())
     params["model_sha256"] = "0" * 64
-    (tmp_path / "params.json").write_text(json.dumps(params))
+    (tmp_path / "labels.params.json").write_text(json.dumps(params))
     with pytest.raises(AvscError, match="the model"):
         label_folder(folder, predictor, out, resume=True)
 

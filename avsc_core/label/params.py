@@ -1,9 +1,15 @@
-"""``params.json`` beside the labels CSV: how the labels were made.
+"""The parameters file beside each labels CSV: how its labels were made.
 
-It names the model (its folder and the SHA-256 of its ``manifest.json``, which lists the
-checksum of every network file), the segment settings, the avsc version, when the run
-started and finished, and the counts. ``--resume`` checks it, so a CSV is never continued
-with another model or other segments.
+``labels.csv`` gets ``labels.params.json`` (a CSV not named ``*.csv`` gets its full name
+plus ``.params.json``). It names the model (its folder and the SHA-256 of its
+``manifest.json``, which lists the checksum of every network file), the segment settings,
+the avsc version, when the run started and finished, and the counts. ``--resume`` checks
+it, so a CSV is never continued with another model or other segments, and refuses a CSV
+whose rows have no parameters at all (nothing tells which model wrote them).
+
+Each CSV has its own file because several CSVs often share a folder: one ``params.json``
+per folder was overwritten by the next CSV's run. Such a legacy ``params.json`` is still
+read when its ``"labels"`` field names the CSV, so older runs resume.
 """
 
 from __future__ import annotations
@@ -20,14 +26,19 @@ from avsc_core.bundle.manifest import sha256
 from avsc_core.config import MediaConfig
 from avsc_core.errors import AvscError
 
-PARAMS_FILE = "params.json"
+PARAMS_SUFFIX = ".params.json"
+# Written by earlier versions, one per folder; read only.
+LEGACY_PARAMS_FILE = "params.json"
 
 # Settings that decide the labels: a CSV continued with other values would mix answers.
 _MUST_MATCH = ("model_sha256", "folder", "segment_seconds", "hop_seconds")
 
 
 def params_path(out_csv: str | Path) -> Path:
-    return Path(out_csv).parent / PARAMS_FILE
+    """The parameters file of ``out_csv``: ``labels.csv`` -> ``labels.params.json``."""
+    out_csv = Path(out_csv)
+    stem = out_csv.stem if out_csv.suffix.lower() == ".csv" else out_csv.name
+    return out_csv.with_name(stem + PARAMS_SUFFIX)
 
 
 def now() -> str:
@@ -38,7 +49,7 @@ def now() -> str:
 def run_params(
     out_csv: Path, bundle: Bundle, media: MediaConfig, folder: Path, recursive: bool, jobs: int
 ) -> dict[str, Any]:
-    """The settings part of ``params.json`` for a run."""
+    """The settings part of the parameters file for a run."""
     return {
         "labels": out_csv.name,
         "model": str(bundle.root.resolve()),
@@ -53,27 +64,62 @@ def run_params(
     }
 
 
-def previous_params(out_csv: Path) -> dict[str, Any] | None:
-    """The ``params.json`` written for ``out_csv`` by an earlier run, if any."""
-    path = params_path(out_csv)
+def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("labels") != out_csv.name:
-        return None
-    return data
+    return data if isinstance(data, dict) else None
 
 
-def check_resume(out_csv: Path, previous: dict[str, Any] | None, current: dict[str, Any]) -> None:
-    """Refuse to continue ``out_csv`` with settings that would give other labels.
+def previous_params(out_csv: Path) -> dict[str, Any] | None:
+    """The parameters an earlier run wrote for ``out_csv``, if any.
+
+    Its own parameters file first, else a legacy ``params.json`` in its folder that names
+    it (``"labels"``).
+    """
+    for path in (params_path(out_csv), out_csv.parent / LEGACY_PARAMS_FILE):
+        data = _read(path)
+        if data is not None and data.get("labels") == out_csv.name:
+            return data
+    return None
+
+
+def check_params_owner(out_csv: Path) -> None:
+    """Refuse to overwrite the parameters file of another CSV that maps to the same name.
+
+    ``labels`` and ``labels.csv`` share ``labels.params.json``.
 
     Raises
     ------
     AvscError
-        The model, the folder or the segment settings differ from the earlier run's.
+        The parameters file names another CSV, and that CSV exists.
+    """
+    path = params_path(out_csv)
+    owner = (_read(path) or {}).get("labels")
+    if isinstance(owner, str) and owner != out_csv.name and (out_csv.parent / owner).exists():
+        raise AvscError(f"{out_csv}: its parameters file {path.name} belongs to {owner} "
+                        "beside it; choose another --out")
+
+
+def check_resume(
+    out_csv: Path, rows: int, previous: dict[str, Any] | None, current: dict[str, Any]
+) -> None:
+    """Refuse to continue ``out_csv`` when its ``rows`` may come from another model.
+
+    Raises
+    ------
+    AvscError
+        The CSV has rows but no parameters file, or the model, the folder or the segment
+        settings differ from the earlier run's.
     """
     if previous is None:
+        if rows:
+            raise AvscError(
+                f"{out_csv}: has {rows} rows but no {params_path(out_csv).name} beside it, "
+                "so which model wrote them is unknown; put that file back or choose "
+                "another --out"
+            )
         return
     differ = [k for k in _MUST_MATCH if k in previous and previous[k] != current[k]]
     if differ:
@@ -88,7 +134,7 @@ def check_resume(out_csv: Path, previous: dict[str, Any] | None, current: dict[s
 
 
 def write_params(out_csv: Path, data: dict[str, Any]) -> Path:
-    """Write ``params.json`` beside ``out_csv`` atomically; returns its path."""
+    """Write the parameters file of ``out_csv`` atomically; returns its path."""
     path = params_path(out_csv)
     write_json(path, data)
     return path

@@ -6,7 +6,10 @@
 
 Rows are written as files finish (see :mod:`avsc_core.label.csv_out`), so an interrupted
 run loses at most the files it was working on; ``resume=True`` skips every file already
-in the CSV. When the run completes, the CSV is rewritten in file order.
+in the CSV. A file the process died on is not retried but written as failed (see
+:mod:`avsc_core.label.journal`). When the run completes, the CSV is rewritten in file
+order. One run at a time writes a CSV: the others get
+:class:`~avsc_core.locks.OutputBusyError`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,19 @@ from avsc_core.inference.classify import (
 )
 from avsc_core.label.csv_out import LabelRow, RowAppender, read_rows, write_rows
 from avsc_core.label.discover import find_media_files
-from avsc_core.label.params import check_resume, now, previous_params, run_params, write_params
+from avsc_core.label.journal import DIED_REASON, InProgressJournal, files_in_progress
+from avsc_core.label.params import (
+    check_params_owner,
+    check_resume,
+    now,
+    params_path,
+    previous_params,
+    run_params,
+    write_params,
+)
 from avsc_core.label.workers import DecoderPool, failure_reason
+from avsc_core.locks import OutputLock
+from avsc_core.outputs import check_output_file
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 if TYPE_CHECKING:
@@ -74,7 +88,8 @@ def row_for(file: str, result: ClassifyResult) -> LabelRow:
 
 
 class _Recorder:
-    """Writes rows durably and keeps the counts, the callbacks and ``params.json`` current."""
+    """Writes rows durably; keeps the counts, the callbacks, the parameters file and the
+    journal of files in progress current."""
 
     def __init__(
         self,
@@ -98,9 +113,23 @@ class _Recorder:
         self.progress = progress
         self.on_row = on_row
         self.appender: RowAppender | None = None
+        self.journal = InProgressJournal(out_csv)
 
     def todo(self, files: list[Path]) -> list[tuple[int, Path]]:
         return [(i, p) for i, p in enumerate(files) if self.relative[i] not in self.done]
+
+    def record_deaths(self, died: list[str]) -> None:
+        """Failed rows for the files an earlier run died on; then forget its journal."""
+        index = {f: i for i, f in enumerate(self.relative)}
+        for file in died:
+            # A file since deleted or already in the CSV needs no row.
+            if file in index and file not in self.done:
+                self.record(index[file], None, DIED_REASON)
+        self.journal.clear()
+
+    def begin(self, index: int) -> None:
+        """File ``index`` is about to be worked on: say so on disk first."""
+        self.journal.begin(self.relative[index])
 
     def save_params(self, finished: bool) -> Path:
         self.params["finished"] = now() if finished else None
@@ -119,6 +148,7 @@ class _Recorder:
         if self.appender is None:
             self.appender = RowAppender(self.out_csv)
         self.appender.append(row)
+        self.journal.end(file)
         self.done.add(file)
         self.found_done += 1
         if row.ok:
@@ -134,9 +164,12 @@ class _Recorder:
                                    {"file": file, "label": row.label, "error": row.error}))
 
     def close(self) -> None:
+        """Stop writing. The files still in progress were not at fault (the run was
+        cancelled or failed in an orderly way): a resumed run labels them again."""
         if self.appender is not None:
             self.appender.close()
             self.appender = None
+        self.journal.clear()
 
     def rewrite_in_order(self) -> None:
         """The complete CSV, rows in file order (rows of vanished files last)."""
@@ -159,6 +192,7 @@ def _label_in_process(
     for index, path in todo:
         if cancel and cancel():
             raise Cancelled()
+        recorder.begin(index)
         try:
             result = classify_with(path, predictor, plan, cancel=cancel, extractor=extractor)
         except Cancelled:
@@ -193,6 +227,10 @@ def _label_with_decoders(
             index = event.index
             if index in failed:
                 continue
+            if event.kind in ("start", "batch"):
+                # From here on this process works on the file (decodes it, or runs the
+                # model on its batches): if it dies now, the file is to blame.
+                recorder.begin(index)
             try:
                 if event.kind == "info":
                     builders[index] = ResultBuilder(
@@ -202,13 +240,33 @@ def _label_with_decoders(
                     builders[index].add(batch, predictor.predict(batch.features, batch.frames))
                 elif event.kind == "done":
                     recorder.record(index, builders.pop(index).finish(), None)
-                else:
+                elif event.kind == "error":
                     builders.pop(index, None)
                     recorder.record(index, None, event.value)
             except Exception as exc:  # noqa: BLE001 - the model failing on one file
                 fail(index, exc)
             if cancel and cancel():
                 raise Cancelled()
+
+
+def _check_outputs(out_csv: Path) -> None:
+    """Refuse, before any heavy work, a CSV or parameters file that cannot be written."""
+    if out_csv.is_dir():
+        raise AvscError(f"{out_csv}: is a folder; --out takes a CSV file name")
+    check_output_file(out_csv, "labels CSV")
+    # The journal and the lock live in the same folder, which this checks as well.
+    check_output_file(params_path(out_csv), "labelling parameters")
+    check_params_owner(out_csv)
+
+
+def _earlier_run(out_csv: Path, resume: bool) -> tuple[list[LabelRow], list[str]]:
+    """The rows already in ``out_csv`` and the files its last run died on."""
+    if not out_csv.exists():
+        return [], []
+    if not resume:
+        raise AvscError(f"{out_csv}: already exists; add --resume to continue it "
+                        "or choose another --out")
+    return read_rows(out_csv), files_in_progress(out_csv)
 
 
 def label_folder(
@@ -224,7 +282,11 @@ def label_folder(
     cancel: Callable[[], bool] | None = None,
     on_row: RowCallback | None = None,
 ) -> LabelSummary:
-    """Label every media file of ``folder`` into ``out_csv``, with ``params.json`` beside it.
+    """Label every media file of ``folder`` into ``out_csv``, with its parameters file.
+
+    The parameters file is ``labels.params.json`` for ``labels.csv`` (see
+    :mod:`avsc_core.label.params`). The run holds :class:`~avsc_core.locks.OutputLock`
+    on ``out_csv`` from before the model is loaded to the end.
 
     Parameters
     ----------
@@ -236,7 +298,8 @@ def label_folder(
     recursive : bool
         Also label the files of subfolders.
     resume : bool
-        Continue an existing ``out_csv``, skipping the files already in it. Without it an
+        Continue an existing ``out_csv``, skipping the files already in it; the files the
+        earlier run died on get a failed row instead of being read again. Without it an
         existing ``out_csv`` is an error.
     jobs : int
         With ``jobs >= 2``, ``jobs - 1`` processes decode files while this one runs the
@@ -255,43 +318,57 @@ def label_folder(
 
     Raises
     ------
+    OutputBusyError
+        Another run (the command line or the app) is writing ``out_csv``.
     AvscError
-        Bad folder, no media files, an existing CSV without ``resume``, a CSV started
-        with another model or other settings, a model that cannot be loaded.
+        Bad folder, no media files, an output that cannot be written, an existing CSV
+        without ``resume``, a CSV with rows but no parameters file, a CSV started with
+        another model or other settings, a model that cannot be loaded.
     """
     folder, out_csv = Path(folder), Path(out_csv)
     if jobs < 1:
         raise AvscError(f"--jobs must be at least 1, got {jobs}")
     files = find_media_files(folder, recursive)
-    if out_csv.is_dir():
-        raise AvscError(f"{out_csv}: is a folder; --out takes a CSV file name")
-    if out_csv.exists() and not resume:
-        raise AvscError(f"{out_csv}: already exists; add --resume to continue it "
-                        "or choose another --out")
-    earlier = read_rows(out_csv) if out_csv.exists() else []
+    _check_outputs(out_csv)
     if not files:
         hint = "" if recursive else " (add --recursive to look in subfolders)"
         raise AvscError(f"{folder}: no audio or video files found{hint}")
-    predictor = load_predictor(model)
-    plan = plan_for(predictor, segment_seconds, hop_seconds)
-    params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs)
-    previous = previous_params(out_csv) if earlier else None
-    check_resume(out_csv, previous, params)
-    params["started"] = previous.get("started", now()) if previous else now()
-    if previous:
-        params["resumed"] = now()
+    with OutputLock(out_csv):
+        earlier, died = _earlier_run(out_csv, resume)
+        predictor = load_predictor(model)
+        plan = plan_for(predictor, segment_seconds, hop_seconds)
+        params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs)
+        previous = previous_params(out_csv) if earlier else None
+        check_resume(out_csv, len(earlier), previous, params)
+        params["started"] = previous.get("started", now()) if previous else now()
+        if previous:
+            params["resumed"] = now()
+        recorder = _Recorder(out_csv, params, files, folder, earlier, progress, on_row)
+        return _run(recorder, files, died, predictor, plan, jobs, cancel)
 
+
+def _run(
+    recorder: _Recorder,
+    files: list[Path],
+    died: list[str],
+    predictor: Predictor,
+    plan: InputPlan,
+    jobs: int,
+    cancel: Callable[[], bool] | None,
+) -> LabelSummary:
+    """The labelling itself, once the CSV is locked and the run's settings checked."""
     started = time.monotonic()
-    recorder = _Recorder(out_csv, params, files, folder, earlier, progress, on_row)
-    todo = recorder.todo(files)
+    already_done = recorder.found_done
     # A clean start, or the earlier rows without a line cut short by a crash.
-    write_rows(out_csv, earlier)
+    write_rows(recorder.out_csv, recorder.earlier)
     params_file = recorder.save_params(finished=False)
-    if progress:
-        progress(Progress("label", recorder.found_done, len(files),
-                          {"found": len(files), "already_done": recorder.found_done}))
-    workers = min(jobs - 1, len(todo))
+    if recorder.progress:
+        recorder.progress(Progress("label", already_done, len(files),
+                                   {"found": len(files), "already_done": already_done}))
     try:
+        recorder.record_deaths(died)
+        todo = recorder.todo(files)
+        workers = min(jobs - 1, len(todo))
         if workers >= 1 and len(todo) > 1:
             _label_with_decoders(todo, workers, predictor, plan, recorder, cancel)
         else:
@@ -302,10 +379,10 @@ def label_folder(
     recorder.rewrite_in_order()
     recorder.save_params(finished=True)
     return LabelSummary(
-        out_csv=out_csv,
+        out_csv=recorder.out_csv,
         params=params_file,
         found=len(files),
-        already_done=len(files) - len(todo),
+        already_done=already_done,
         labelled=recorder.labelled,
         failed=recorder.failed,
         seconds=time.monotonic() - started,

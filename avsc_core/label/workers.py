@@ -92,7 +92,9 @@ class Decoded:
 
     ``kind`` is ``"info"`` (``value`` a :class:`MediaInfo`), ``"batch"`` (a
     :class:`SegmentBatch`), ``"done"`` (``None``) or ``"error"`` (the reason).
-    Events of one file come in this order; files interleave.
+    Events of one file come in this order; files interleave. A file the main process
+    decodes itself is first announced by ``"start"`` (``None``), before its decoding
+    begins, so a crash of the main process while decoding it can be blamed on it.
     """
 
     kind: str
@@ -167,6 +169,7 @@ class DecoderPool:
                     index = pending.popleft()
                     here = decode_file(index, paths[index], self.plan, self._extractor,
                                        self.batch_size)
+                    yield Decoded("start", index, None)
                 kind, index, value = next(here)
                 if kind in ("done", "error"):
                     here = None
