@@ -8,8 +8,10 @@ and reports saved for a team can be read by it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +32,22 @@ def atomic_write(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[I
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and _disk_full(exc, path):
+            # numpy and others report a short write without errno or file name.
+            raise OSError(errno.ENOSPC, "no space left on the disk", str(path)) from exc
         raise
+
+
+def _disk_full(exc: OSError, path: Path) -> bool:
+    if exc.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def current_umask() -> int:

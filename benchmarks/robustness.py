@@ -260,7 +260,7 @@ def _answer_summary(stdout: str, stderr_lines: list[str]) -> str:
         answer = json.loads(stdout)
     except ValueError:
         warnings = [ln for ln in stderr_lines if "warning" in ln.lower()]
-        return (warnings or stdout.strip().splitlines() or [""])[-1]
+        return (stdout.strip().splitlines() or warnings or [""])[-1]
     clip = answer.get("clip") or {}
     confidence = clip.get("confidence")
     text = f"{clip.get('label')} ({confidence:.2f})" if confidence is not None else "no label"

@@ -47,3 +47,18 @@ def test_settings_round_trip_and_accept_whole_numbers_for_floats():
     assert FeatureConfig.from_dict(FeatureConfig().to_dict()) == FeatureConfig()
     with pytest.raises(ValueError, match="mapping"):
         MediaConfig.from_dict(["not", "a", "dict"])
+
+
+def test_info_describes_then_names_a_changed_network_file(trained_tiny_model, tmp_path,
+                                                          capsys):
+    from avsc_core.cli.main import main
+
+    bundle = tmp_path / "changed"
+    shutil.copytree(trained_tiny_model, bundle)
+    network = next(bundle.rglob("*.keras"))
+    network.write_bytes(network.read_bytes()[:-10] + b"\0" * 10)
+    assert main(["info", "--model", str(bundle)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"model      {bundle}")
+    assert err.strip() == (f"avsc info: error: {bundle}: {network.relative_to(bundle)} is "
+                           "corrupt or was changed (checksum mismatch)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from avsc_core.cli.common import model_options
@@ -87,10 +88,14 @@ def describe(model: Path, brief: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avsc_core.bundle import read_manifest
+    from avsc_core.bundle import load_bundle, read_manifest
 
     if args.json:
         print(json.dumps(read_manifest(args.model), indent=2))
     else:
         print(describe(args.model))
+    sys.stdout.flush()
+    # The description comes from the manifest alone; a network file that is missing or was
+    # changed would only show when the model is used, so say it here (exit 1).
+    load_bundle(args.model, verify=True)
     return 0

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -54,9 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe_os_error(exc: OSError) -> str:
-    """``"<path>: <reason>"`` for an ``OSError`` (the destination of a failed rename)."""
+# The temporary name of an atomic write (``.<name>.<random>.tmp``): the user knows the name.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^./]+\.tmp$")
+
+
+def describe_os_error(exc: OSError, fallback: object = None) -> str:
+    """``"<path>: <reason>"`` for an ``OSError`` (the destination of a failed rename).
+
+    ``fallback`` names the path when the error does not (a library writing without
+    saying where): the command's output.
+    """
     path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is None:
+        path = fallback
+    elif isinstance(path, str | os.PathLike):
+        temporary = _TEMPORARY.match(os.path.basename(path))
+        if temporary:
+            path = os.path.join(os.path.dirname(path), temporary["name"])
     reason = exc.strerror or str(exc) or type(exc).__name__
     reason = reason[:1].lower() + reason[1:]
     return reason if path is None else f"{path}: {reason}"
@@ -92,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # foresee (a disk filling up, a folder removed mid-run) as one line all the same.
         if args.debug:
             traceback.print_exc()
-        print(f"avsc {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        output = getattr(args, "out", None)
+        print(f"avsc {args.command}: error: {describe_os_error(exc, output)}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Cancelled):
         hint = (
