@@ -498,7 +498,8 @@ def fuzz(work: Path, model: Path, seeds: dict[str, list[tuple[str, bytes]]], min
     counts: Counter[tuple[str, str]] = Counter()
     found: list[tuple[str, str, str]] = []
     failures = work / "fuzz-failures"
-    failures.mkdir(exist_ok=True)
+    shutil.rmtree(failures, ignore_errors=True)  # this run's finds only
+    failures.mkdir()
 
     edits = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "zero", "dup"]),
                                st.floats(0, 1), st.integers(0, 255), st.integers(1, 4096)),

@@ -103,3 +103,25 @@ def test_non_finite_audio_gives_finite_spectrograms(tmp_path):
     assert any("NaN" in w for w in segment.warnings)
     spectrograms = FeatureExtractor().spectrograms(segment.audio)
     assert all(np.isfinite(s).all() for s in spectrograms.values())
+
+
+def test_a_stream_in_an_unknown_codec_counts_as_absent(make_media):
+    """Found by the fuzz run: a damaged codec id left a stream without a decoder."""
+    path = make_media("odd.mkv", seconds=2.0)
+    data = path.read_bytes()
+    assert b"V_MPEG4/ISO/AVC" in data
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ4/ISO/AV"))
+    info = probe(path)
+    assert info.has_audio and not info.has_video
+    segment = next(iter_segments(path, info=info))
+    assert segment.audio is not None and segment.frames is None
+
+
+def test_a_name_too_long_to_exist_is_a_missing_file(tmp_path):
+    from avsc_core.datasets import load_dataset
+    from avsc_core.errors import AvscError
+
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("path,label\n" + "k" * 300 + ".mp4,park\n")
+    with pytest.raises(AvscError, match="do not exist"):
+        load_dataset(csv_file, "csv")

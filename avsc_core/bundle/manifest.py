@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
             raise BundleError(path, f"manifest '{key}' settings are invalid: {exc}") from None
     backbones = _require(data, "backbones", list, path)
     heads = _require(data, "heads", dict, path)
-    for entry in [*backbones, *heads.values()]:
+    for entry in [*backbones, *heads.values(), *statistics_entries(data)]:
         _check_file_entry(root, path, entry)
     exports = data.get("exports", {})
     if not isinstance(exports, dict):
@@ -105,6 +106,13 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     for key, export in exports.items():
         _check_export(root, path, key, export)
     return data
+
+
+def statistics_entries(data: dict[str, Any]) -> list[Any]:
+    """The file entries of the unfamiliarity score's statistics (none in older bundles)."""
+    unfamiliar = data.get("unfamiliar") or {}
+    backbones = unfamiliar.get("backbones") if isinstance(unfamiliar, dict) else None
+    return list(backbones.values()) if isinstance(backbones, dict) else []
 
 
 def _check_file_entry(root: Path, path: Path, entry: Any) -> None:
@@ -168,7 +176,7 @@ def record_export(root: str | Path, key: str, entry: dict[str, Any] | None) -> d
 def verify_file(root: Path, entry: dict[str, str]) -> Path:
     """The path of a listed file, after checking it exists and matches its checksum."""
     path = root / entry["file"]
-    if not path.exists():
+    if not os.path.isfile(path):  # False, not OSError, for a name too long to exist
         raise BundleError(root, f"{entry['file']} is missing")
     if sha256(path) != entry["sha256"]:
         raise BundleError(root, f"{entry['file']} is corrupt or was changed (checksum mismatch)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 from avsc_core.datasets.splits import resolve_splits
@@ -86,7 +87,7 @@ def load_csv(
         if media in seen:
             raise AvscError(f"{csv_path}:{line}: {text} is already listed on line {seen[media]}")
         seen[media] = line
-        if not media.is_file():
+        if not os.path.isfile(media):  # False, not OSError, for a name too long to exist
             missing.append(f"line {line}: {text}")
             continue
         group = media.relative_to(base).as_posix() if media.is_relative_to(base) else str(media)

@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 
 from avsc_core.errors import MediaError, NoAudioError
-from avsc_core.media.container import describe_ffmpeg_error, open_media
+from avsc_core.media.container import decodable_stream, describe_ffmpeg_error, open_media
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def iter_audio_blocks(
     """
     path = Path(path)
     with open_media(path) as container:
-        if not container.streams.audio:
+        stream = decodable_stream(container, "audio")
+        if stream is None:
             raise NoAudioError(path)
-        stream = container.streams.audio[0]
         layout = "mono" if stream.channels == 1 else "stereo"
         n_in = 1 if layout == "mono" else 2
         converter = av.AudioResampler(format="fltp", layout=layout, rate=stream.rate)

@@ -51,6 +51,18 @@ def describe_ffmpeg_error(exc: Exception, path: str | Path | None = None) -> str
     return f"cannot be decoded ({text})"
 
 
+def decodable_stream(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:
+    """The first ``"audio"`` or ``"video"`` stream FFmpeg has a decoder for, or ``None``.
+
+    A stream in an unknown codec (damaged headers, an exotic format) has no codec context;
+    it counts as absent, so the other modality can still be used.
+    """
+    for stream in getattr(container.streams, kind):
+        if stream.codec_context is not None:
+            return stream
+    return None
+
+
 @contextlib.contextmanager
 def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
     """Open ``path`` for reading; every failure becomes a :class:`MediaError`."""
@@ -62,8 +74,8 @@ def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
     except (UnicodeDecodeError, ValueError) as exc:
         raise MediaError(path, f"cannot be opened ({exc})") from exc
     try:
-        if not container.streams.audio and not container.streams.video:
-            raise MediaError(path, "no audio track or video stream")
+        if not (decodable_stream(container, "audio") or decodable_stream(container, "video")):
+            raise MediaError(path, "no audio track or video stream that can be decoded")
         yield container
     finally:
         container.close()

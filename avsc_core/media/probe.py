@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 
 from avsc_core.errors import MediaError
-from avsc_core.media.container import describe_ffmpeg_error, open_media
+from avsc_core.media.container import decodable_stream, describe_ffmpeg_error, open_media
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class MediaInfo:
 
 def _measure(container: av.container.InputContainer, path: Path) -> tuple[float, int]:
     """Duration (s) spanned by the packets of all audio/video streams, and video packets."""
-    streams = [*container.streams.audio[:1], *container.streams.video[:1]]
+    streams = [s for s in (decodable_stream(container, "audio"),
+                           decodable_stream(container, "video")) if s is not None]
     start: float | None = None
     end = 0.0
     video_packets = 0
@@ -85,8 +86,8 @@ def probe(path: str | Path) -> MediaInfo:
     """
     with open_media(path) as container:
         path = Path(path)
-        audio = container.streams.audio[0] if container.streams.audio else None
-        video = container.streams.video[0] if container.streams.video else None
+        audio = decodable_stream(container, "audio")
+        video = decodable_stream(container, "video")
         duration, video_packets = _measure(container, path)
         if duration <= 0:
             raise MediaError(path, "zero-length media (no audio or video content)")

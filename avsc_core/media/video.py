@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from avsc_core.errors import MediaError, NoVideoError
-from avsc_core.media.container import describe_ffmpeg_error, open_media
+from avsc_core.media.container import decodable_stream, describe_ffmpeg_error, open_media
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def iter_frames_at(
     if not times:
         return
     with open_media(path) as container:
-        if not container.streams.video:
+        stream = decodable_stream(container, "video")
+        if stream is None:
             raise NoVideoError(path)
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         origin = None
         previous: av.VideoFrame | None = None
