@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,export]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,export,cluster]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -149,12 +149,13 @@ def train(job: TrainJob, *, send: Send, cancel: Cancel) -> dict[str, Any]:
         _make_sample_data(job, send, cancel)
     out = train_model(
         job.data, job.out, job.config, layout=job.layout, resume=job.resume,
-        progress=lambda event: send("progress", event), cancel=cancel,
+        cache_dir=job.cache_dir, progress=lambda event: send("progress", event),
+        cancel=cancel,
     )
     from app.evaluation import clip_predictions
 
     evaluation = clip_predictions(
         out, job.data, job.layout, progress=lambda event: send("progress", event),
-        cancel=cancel,
+        cancel=cancel, cache_dir=job.cache_dir,
     )
     return {"model": str(out), "evaluation": evaluation}

@@ -20,8 +20,10 @@ def clip_predictions(
     layout: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``evaluate_model`` on the test split, or the validation split when it is empty."""
+    """``evaluate_model`` on the test split, or the validation split when it is empty,
+    through the feature cache at ``cache_dir`` (the default folder when None)."""
     from avsc_core.bundle import read_manifest
     from avsc_core.evaluation.evaluate import dataset_for_evaluation, evaluate_model
 
@@ -29,7 +31,7 @@ def clip_predictions(
     seed = int(manifest.get("training", {}).get("seed", 0))
     dataset = dataset_for_evaluation(manifest.get("dataset", {}), data, layout, seed)
     split = "test" if dataset.split("test") else "val"
-    return evaluate_model(model, data, layout, split, progress, cancel)
+    return evaluate_model(model, data, layout, split, progress, cancel, cache_dir=cache_dir)
 
 
 def clips_in_cell(

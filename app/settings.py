@@ -39,6 +39,9 @@ class AppSettings:
     window_geometry : str or None
         The main window's size and place when it was last closed (Qt's saved geometry,
         base64).
+    cache_dir : str or None
+        Where training and evaluation keep decoded frames and spectrograms (``None``:
+        :func:`avsc_core.features.default_cache_dir`).
     """
 
     model: str | None = None
@@ -46,6 +49,7 @@ class AppSettings:
     folders: dict[str, str] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     window_geometry: str | None = None
+    cache_dir: str | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod

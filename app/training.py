@@ -7,7 +7,6 @@ curves, the current step and the time left that the wizard shows.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,14 @@ from typing import Any
 from avsc_core.progress import Progress
 from avsc_core.train import TrainConfig
 from avsc_core.train.history import epoch_metric
+from avsc_core.train.state import (
+    EMBEDDINGS_STEP,
+    JOINT_STEP,
+    PHASE1,
+    PHASE2,
+    read_journal,
+    step_parts,
+)
 
 # The sample model: five synthetic scenes (street_traffic among them, to try on real
 # street videos), small enough to make and train in a few minutes on a laptop CPU.
@@ -27,8 +34,8 @@ SAMPLE_BACKBONES = ("aud-mel", "vis-inc")
 STAGE_TITLES = {
     "sample-data": "Making the sample data",
     "prepare": "Decoding clips and computing features",
-    "phase2:embeddings": "Phase II: computing embeddings",
-    "joint": "Joint optimisation: acoustic encoder, image layers and classifier",
+    EMBEDDINGS_STEP: "Phase II: computing embeddings",
+    JOINT_STEP: "Joint optimisation: acoustic encoder, image layers and classifier",
     "evaluate": "Scoring the test clips",
 }
 
@@ -64,6 +71,8 @@ class TrainJob:
         Continue the interrupted run at ``out``.
     sample : SampleSpec or None
         Generate this synthetic dataset at ``data`` first.
+    cache_dir : str or None
+        The feature cache folder (the app setting; the default folder when None).
     """
 
     data: str
@@ -72,14 +81,16 @@ class TrainJob:
     layout: str = "auto"
     resume: bool = False
     sample: SampleSpec | None = None
+    cache_dir: str | None = None
 
 
-def sample_job(data_dir: Path, models_dir: Path, stamp: str) -> TrainJob:
+def sample_job(data_dir: Path, models_dir: Path, stamp: str,
+               cache_dir: str | None = None) -> TrainJob:
     """The "Make a sample model" job: sample data in ``data_dir``, model in ``models_dir``."""
     config = TrainConfig.for_preset("tiny", backbones=SAMPLE_BACKBONES)
     return TrainJob(
         data=str(data_dir), out=str(models_dir / f"sample-{stamp}"), config=config,
-        layout="folders", sample=SampleSpec(str(data_dir)),
+        layout="folders", sample=SampleSpec(str(data_dir)), cache_dir=cache_dir,
     )
 
 
@@ -87,10 +98,11 @@ def stage_title(stage: str) -> str:
     """A stage name as a user reads it: ``phase1:aud-mel`` -> ``Phase I: aud-mel``."""
     if stage in STAGE_TITLES:
         return STAGE_TITLES[stage]
-    if stage.startswith("phase1:"):
-        return f"Phase I: {stage.split(':', 1)[1]} backbone"
-    if stage.startswith("phase2:"):
-        return f"Phase II: {stage.split(':', 1)[1]} fusion head"
+    phase, model = step_parts(stage)
+    if phase == PHASE1:
+        return f"Phase I: {model} backbone"
+    if phase == PHASE2:
+        return f"Phase II: {model} fusion head"
     return stage
 
 
@@ -183,18 +195,16 @@ class TrainingReport:
 
     def load_history(self, out: str | Path) -> None:
         """Curves of the epochs an interrupted run at ``out`` already finished."""
-        path = Path(out) / "training" / "state.json"
-        try:
-            steps = json.loads(path.read_text(encoding="utf-8")).get("steps", {})
-        except (OSError, ValueError):
+        journal = read_journal(out)
+        if journal is None:
             return
-        for name, step in steps.items():
-            stage = name.replace("/", ":", 1)
-            for entry in step.get("history", []):
-                self.curves.setdefault(stage, Curve()).add(int(entry["epoch"]), entry)
+        # Journal steps and progress stages share their names (avsc_core.train.state).
+        for name, step in journal.steps.items():
+            for entry in step.history:
+                self.curves.setdefault(name, Curve()).add(int(entry["epoch"]), entry)
 
 
 def interrupted_run(out: str | Path) -> bool:
     """Whether ``out`` holds a training run that can be resumed."""
-    out = Path(out)
-    return (out / "training" / "state.json").exists() and not (out / "manifest.json").exists()
+    journal = read_journal(out)
+    return journal is not None and journal.interrupted

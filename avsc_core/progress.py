@@ -42,6 +42,7 @@ class TerminalProgress:
         self.enabled = self.stream.isatty()
         self.width = width
         self._start = time.monotonic()
+        self._first_done = 0
         self._last_stage = None
 
     def __call__(self, event: Progress) -> None:
@@ -52,13 +53,19 @@ class TerminalProgress:
                 self.stream.write("\n")
             self._last_stage = event.stage
             self._start = time.monotonic()
+            # Units done when the stage starts (clips already cached, a resumed run) took
+            # no time here: the rate counts only those done since.
+            self._first_done = event.done
         if event.total:
             frac = min(1.0, event.done / event.total)
             filled = int(frac * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
-            elapsed = time.monotonic() - self._start
-            eta = elapsed / frac - elapsed if frac > 0 else 0.0
-            text = f"\r{event.stage}: [{bar}] {event.done}/{event.total} ETA {eta:4.0f}s"
+            finished = event.done - self._first_done
+            eta = "?"
+            if finished > 0:
+                rate = finished / max(time.monotonic() - self._start, 1e-9)
+                eta = _duration(max(0, event.total - event.done) / rate)
+            text = f"\r{event.stage}: [{bar}] {event.done}/{event.total} ETA {eta:>7}"
         else:
             text = f"\r{event.stage}: {event.done}"
         self.stream.write(text)
@@ -69,3 +76,13 @@ class TerminalProgress:
             self.stream.write("\n")
             self.stream.flush()
         self._last_stage = None
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: short enough for a progress line."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -14,6 +14,7 @@ from test_app_classify import GapMeter  # noqa: E402
 from app._qt.main_window import TRAIN_TAB, MainWindow  # noqa: E402
 from app._qt.train_view import RESULTS, SETTINGS  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from app.train_form import form_to_config  # noqa: E402
 from app.training import TrainJob  # noqa: E402
 from avsc_core.train import TrainConfig  # noqa: E402
 
@@ -43,44 +44,45 @@ def click(qtbot, button):
 def test_wizard_trains_the_tiny_preset_with_cancel_and_resume(
         qtbot, window, tiny_dataset, tmp_path):
     view = window.train_view
-    view.data_edit.setText(str(tiny_dataset))
+    check, settings, train = view.check_page, view.settings_page, view.train_page
+    view.dataset_page.data_edit.setText(str(tiny_dataset))
     click(qtbot, view.next_button)
     # The dataset check: class counts per split.
     qtbot.waitUntil(view.next_button.isEnabled, timeout=30_000)
-    assert view.counts_table.rowCount() == 2
-    counts = {view.counts_table.verticalHeaderItem(r).text():
-              int(view.counts_table.item(r, 3).text()) for r in range(2)}
+    assert check.counts_table.rowCount() == 2
+    counts = {check.counts_table.verticalHeaderItem(r).text():
+              int(check.counts_table.item(r, 3).text()) for r in range(2)}
     assert counts == {"park": 5, "tram": 5}
-    assert view.problems.toPlainText() == "No problems found."
+    assert check.problems.toPlainText() == "No problems found."
     click(qtbot, view.next_button)
     assert view.page == SETTINGS
-    view.preset_combo.setCurrentText("tiny")
-    for name, check in view.backbone_checks.items():
-        check.setChecked(name in ("aud-mel", "vis-inc"))
-    view.phase1_spin.setValue(2)
-    view.phase2_spin.setValue(2)
-    view.batch_spin.setValue(8)
+    settings.preset_combo.setCurrentText("tiny")
+    for name, box in settings.backbone_checks.items():
+        box.setChecked(name in ("aud-mel", "vis-inc"))
+    settings.phase1_spin.setValue(2)
+    settings.phase2_spin.setValue(2)
+    settings.batch_spin.setValue(8)
     out = tmp_path / "model"
-    view.out_edit.setText(str(out))
+    settings.out_edit.setText(str(out))
 
     meter = GapMeter()
     click(qtbot, view.next_button)  # Start training
     assert not view.back_button.isEnabled()
-    qtbot.waitUntil(lambda: any(c.epochs for c in view.training.curves.values()),
+    qtbot.waitUntil(lambda: any(c.epochs for c in train.training.curves.values()),
                     timeout=180_000)
     with qtbot.waitSignal(view.training_done, timeout=60_000) as done:
-        click(qtbot, view.cancel_button)
+        click(qtbot, train.cancel_button)
     assert done.args == ["cancelled"]
     assert view.banner.kind == "info" and "Resume" in view.banner.text()
-    assert view.resume_button.isVisible() and not view.cancel_button.isEnabled()
-    finished_before = {s: list(c.epochs) for s, c in view.training.curves.items() if c.epochs}
+    assert train.resume_button.isVisible() and not train.cancel_button.isEnabled()
+    finished_before = {s: list(c.epochs) for s, c in train.training.curves.items() if c.epochs}
 
     with qtbot.waitSignal(view.training_done, timeout=300_000) as done:
-        click(qtbot, view.resume_button)
+        click(qtbot, train.resume_button)
     gap = meter.stop()
     assert done.args == ["result"], view.banner.text()
     # The resumed run kept the finished epochs and trained the rest.
-    curves = view.training.curves
+    curves = train.training.curves
     for stage, epochs in finished_before.items():
         assert curves[stage].epochs[: len(epochs)] == epochs
     assert curves["phase1:aud-mel"].epochs == [1, 2]
@@ -94,7 +96,7 @@ def test_wizard_trains_the_tiny_preset_with_cancel_and_resume(
     assert AppSettings.load().model == str(out)
     evaluation = view.evaluation
     fused = evaluation["branches"]["fused"]["confusion"]
-    results = view.results
+    results = view.results_page
     table = results.confusion["fused"]
     assert table.rowCount() == 2 and table.columnCount() == 3
     assert [[int(table.item(i, j).text()) for j in range(2)] for i in range(2)] == fused
@@ -112,31 +114,32 @@ def test_a_training_process_that_dies_is_reported_and_the_window_recovers(
                                     backbones=("aud-mel",), batch_size=8)
     out = tmp_path / "crash"
     view.start(TrainJob(str(tiny_dataset), str(out), config))
-    qtbot.waitUntil(lambda: view.training.stage is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: view.train_page.training.stage is not None, timeout=120_000)
     with qtbot.waitSignal(view.training_done, timeout=30_000) as done:
         os.kill(view.task.job.pid, signal.SIGKILL)
     assert done.args == ["error"]
     message = view.banner.text()
     assert "training process stopped unexpectedly (signal 9)" in message
-    assert not view.cancel_button.isEnabled() and not view.running
+    assert not view.train_page.cancel_button.isEnabled() and not view.running
     # The journal was written before the crash: the run can be resumed.
-    assert view.resume_button.isVisible()
+    assert view.train_page.resume_button.isVisible()
     assert view.back_button.isEnabled()
 
 
 def test_choosing_joint_optimisation_offers_its_settings_only(window):
     view = window.train_view
-    view.preset_combo.setCurrentText("paper")
-    assert view.batch_spin.value() == 32
-    view.strategy_combo.setCurrentText("joint")
-    assert view.batch_spin.value() == 8  # a joint item is a segment with all its frames
-    assert view.joint_spin.isEnabled()
-    assert not view.phase1_spin.isEnabled() and not view.fusion_combo.isEnabled()
-    view.joint_spin.setValue(4)
-    config = view.config_from_settings()
+    settings = view.settings_page
+    settings.preset_combo.setCurrentText("paper")
+    assert settings.batch_spin.value() == 32
+    settings.strategy_combo.setCurrentText("joint")
+    assert settings.batch_spin.value() == 8  # a joint item is a segment with all its frames
+    assert settings.joint_spin.isEnabled()
+    assert not settings.phase1_spin.isEnabled() and not settings.fusion_combo.isEnabled()
+    settings.joint_spin.setValue(4)
+    config, _ = form_to_config(view.form())
     assert (config.strategy, config.joint_epochs) == ("joint", 4)
-    view.strategy_combo.setCurrentText("two-phase")
-    assert view.phase1_spin.isEnabled() and not view.joint_spin.isEnabled()
+    settings.strategy_combo.setCurrentText("two-phase")
+    assert settings.phase1_spin.isEnabled() and not settings.joint_spin.isEnabled()
 
 
 def test_the_window_reopens_at_the_size_it_was_closed_at(qtbot):
@@ -156,23 +159,24 @@ def test_the_window_reopens_at_the_size_it_was_closed_at(qtbot):
 
 def test_wizard_trains_a_joint_model_and_shows_its_curves(qtbot, window, tiny_dataset, tmp_path):
     view = window.train_view
-    view.data_edit.setText(str(tiny_dataset))
+    view.dataset_page.data_edit.setText(str(tiny_dataset))
     click(qtbot, view.next_button)
     qtbot.waitUntil(view.next_button.isEnabled, timeout=30_000)
     click(qtbot, view.next_button)
-    view.preset_combo.setCurrentText("tiny")
-    view.strategy_combo.setCurrentText("joint")
-    view.joint_spin.setValue(2)
+    settings = view.settings_page
+    settings.preset_combo.setCurrentText("tiny")
+    settings.strategy_combo.setCurrentText("joint")
+    settings.joint_spin.setValue(2)
     out = tmp_path / "joint"
-    view.out_edit.setText(str(out))
+    settings.out_edit.setText(str(out))
     with qtbot.waitSignal(view.training_done, timeout=300_000) as done:
         click(qtbot, view.next_button)  # Start training
     assert done.args == ["result"], view.banner.text()
-    curve = view.training.curves["joint"]
+    curve = view.train_page.training.curves["joint"]
     assert curve.epochs == [1, 2]
     assert all(0.0 <= a <= 1.0 for a in curve.values["accuracy"])  # the fused accuracy
     assert view.page == RESULTS and window.model == str(out)
-    assert view.results.confusion["fused"].rowCount() == 2
+    assert view.results_page.confusion["fused"].rowCount() == 2
 
 
 def test_back_during_the_dataset_check_cancels_it(qtbot, window, tiny_dataset, monkeypatch):
@@ -190,10 +194,10 @@ def test_back_during_the_dataset_check_cancels_it(qtbot, window, tiny_dataset, m
 
     monkeypatch.setattr(avsc_core.media, "probe", slow_probe)
     view = window.train_view
-    view.data_edit.setText(str(tiny_dataset))
+    view.dataset_page.data_edit.setText(str(tiny_dataset))
     click(qtbot, view.next_button)
     qtbot.waitUntil(lambda: len(probed) >= 1, timeout=10_000)
     click(qtbot, view.back_button)
-    qtbot.waitUntil(lambda: not view._check_task.running, timeout=5_000)
-    assert view.page == 0 and view.report_ is None
+    qtbot.waitUntil(lambda: not view.check_page.task.running, timeout=5_000)
+    assert view.page == 0 and view.check_page.report is None
     assert len(probed) < 10  # it stopped before the last file

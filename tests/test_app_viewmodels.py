@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -116,11 +115,11 @@ def test_training_report_follows_batches_epochs_and_resume(tmp_path):
     report.update(Progress("prepare", 10, 10, {"skipped": [("bad.mp4", "bad.mp4: no streams")]}))
     assert report.notes == ["skipped bad.mp4: no streams"]
 
+    from avsc_core.train.state import JOURNAL, StepState, TrainState, phase1_step
+
     out = tmp_path / "model"
-    (out / "training").mkdir(parents=True)
     history = [{"epoch": 1, "loss": 1.0, "accuracy": 0.5}, {"epoch": 2, "loss": 0.8}]
-    (out / "training" / "state.json").write_text(json.dumps(
-        {"steps": {"phase1/vis-inc": {"history": history}}}))
+    TrainState(out / JOURNAL, {}, {phase1_step("vis-inc"): StepState(history=history)}).save()
     assert interrupted_run(out)
     resumed = TrainingReport()
     resumed.load_history(out)

@@ -42,7 +42,8 @@ def test_video_gives_the_contract_json_with_both_branches(predictor, make_media)
     for probs in [*segment["backbones"].values(), *segment["branches"].values()]:
         assert_probabilities(probs, classes)
     clip = data["clip"]
-    assert set(clip) == {"label", "confidence", "branches"} and set(clip["branches"]) == BRANCHES
+    assert set(clip) == {"label", "confidence", "branches", "unfamiliar", "unfamiliar_score",
+                         "needs_review"} and set(clip["branches"]) == BRANCHES
     fused = clip["branches"]["fused"]
     assert_probabilities(fused, classes)
     assert clip["label"] == max(fused, key=fused.get)
@@ -147,5 +148,5 @@ def test_cli_prints_json_for_good_files_and_one_error_line_for_a_bad_one(
 
     assert main(["classify", "--model", str(trained_tiny_model), str(sound)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["file", "label", "conf", "audio", "visual"]
+    assert lines[0].split() == ["file", "label", "conf", "audio", "visual", "review"]
     assert lines[1].startswith(str(sound)) and "warning: no video stream" in lines[2]

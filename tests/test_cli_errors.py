@@ -226,7 +226,7 @@ def test_export_help_says_what_works_and_bf16_is_one_clear_line(trained_tiny_mod
 def test_classify_names_the_runtime(trained_tiny_model, clip, capsys):
     assert main(["classify", "--model", str(trained_tiny_model), str(clip)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["file", "label", "conf", "audio", "visual"]
+    assert lines[0].split() == ["file", "label", "conf", "audio", "visual", "review"]
     assert lines[-1].startswith("runtime keras (the model has no export; 'avsc export --model")
     assert main(["classify", "--model", str(trained_tiny_model), str(clip), str(clip),
                  "--json"]) == 0

@@ -185,7 +185,7 @@ def resumed(state: TrainState, **changes) -> None:
     (2, {"phase1_epochs": 1}, "aud-mel (Phase I) has already trained 2 epochs"),
 ])
 def test_resume_refuses_what_the_saved_work_cannot_take(tmp_path, epochs_done, change, words):
-    state = journal(tmp_path, SAVED, {"phase1/aud-mel": StepState(epochs_done=epochs_done)})
+    state = journal(tmp_path, SAVED, {"phase1:aud-mel": StepState(epochs_done=epochs_done)})
     with pytest.raises(AvscError) as error:
         resumed(state, **change)
     message = str(error.value)
@@ -194,7 +194,7 @@ def test_resume_refuses_what_the_saved_work_cannot_take(tmp_path, epochs_done, c
 
 
 def test_resume_honours_what_the_saved_work_allows(tmp_path):
-    state = journal(tmp_path, SAVED, {"phase1/aud-mel": StepState(epochs_done=1)})
+    state = journal(tmp_path, SAVED, {"phase1:aud-mel": StepState(epochs_done=1)})
     # More or fewer epochs, as totals; what shapes only steps not started yet.
     resumed(state, phase1_epochs=5, phase2_epochs=1, visual_lr=0.5, fusion="f2")
     resumed(state, backbones=("vis-inc", "aud-mel"))  # another order is the same set
@@ -203,7 +203,7 @@ def test_resume_honours_what_the_saved_work_allows(tmp_path):
 
 
 def test_epochs_of_a_finished_phase_and_fusion_after_phase2_are_refused(tmp_path):
-    state = journal(tmp_path, SAVED, {"phase1/aud-mel": DONE, "phase1/vis-inc": DONE,
+    state = journal(tmp_path, SAVED, {"phase1:aud-mel": DONE, "phase1:vis-inc": DONE,
                                       "phase2:fused": StepState(epochs_done=1)})
     with pytest.raises(AvscError, match=r"--phase1-epochs 3: .*aud-mel \(Phase I\) finished "
                                         r"with 2 epochs; resume without --phase1-epochs "
@@ -215,12 +215,12 @@ def test_epochs_of_a_finished_phase_and_fusion_after_phase2_are_refused(tmp_path
 
 
 def test_a_smaller_backbone_set_discards_its_phase1_and_redoes_phase2(tmp_path):
-    state = journal(tmp_path, SAVED, {"phase1/aud-mel": DONE, "phase1/vis-inc": DONE,
+    state = journal(tmp_path, SAVED, {"phase1:aud-mel": DONE, "phase1:vis-inc": DONE,
                                       "phase2:fused": DONE,
                                       "phase2:embeddings": StepState(finished=True)})
     smaller = TrainConfig.from_dict({**SAVED.to_dict(), "backbones": ["aud-mel"]})
     assert discarded_steps(state, SAVED, smaller) == [
-        "phase1/vis-inc", "phase2:fused", "phase2:embeddings"]
+        "phase1:vis-inc", "phase2:fused", "phase2:embeddings"]
     # Phase II is done again, so its epochs and fusion may change with it.
     resumed(state, backbones=("aud-mel",), fusion="f1", phase2_epochs=5)
 
@@ -267,7 +267,7 @@ def test_resume_applies_new_epoch_totals_and_refuses_other_changes(
                     "--fusion", "f2")
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [h["epoch"] for h in manifest["history"]["phase1/aud-mel"]] == [1, 2, 3]
+    assert [h["epoch"] for h in manifest["history"]["phase1:aud-mel"]] == [1, 2, 3]
     assert len(manifest["history"]["phase2:audio"]) == 3
     training = manifest["training"]
     assert (training["phase1_epochs"], training["phase2_epochs"], training["fusion"]) == (

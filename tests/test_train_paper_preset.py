@@ -20,4 +20,4 @@ def test_paper_audio_backbone_trains_one_epoch_on_tiny_clips(tiny_dataset, tmp_p
     # About 12 M trainable parameters per audio network, as in the paper.
     assert 11_000_000 < backbone["trainable_params"] < 13_000_000
     assert manifest["preset"] == "paper"
-    assert manifest["history"]["phase1/aud-mel"][0]["loss"] > 0
+    assert manifest["history"]["phase1:aud-mel"][0]["loss"] > 0

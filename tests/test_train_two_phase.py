@@ -23,7 +23,7 @@ def test_bundle_has_a_valid_manifest_and_all_heads(trained_tiny_model):
     assert set(manifest["heads"]) == {"audio", "visual", "fused"}
     assert manifest["heads"]["fused"]["inputs"] == ["aud-mel", "vis-inc"]
     assert manifest["features"]["n_bins"] == 128 and manifest["media"]["sample_rate"] == 32000
-    assert len(manifest["history"]["phase1/aud-mel"]) == 2
+    assert len(manifest["history"]["phase1:aud-mel"]) == 2
     # Checkpoints are working files: gone once the bundle is complete.
     assert not (trained_tiny_model / "training" / "checkpoints").exists()
     load_bundle(trained_tiny_model).verify()
@@ -43,7 +43,8 @@ def test_evaluate_follows_the_contract_and_matches_training_metrics(
         assert row["label"] in ("park", "tram") and row["predicted"]["fused"] in ("park", "tram")
     for branch in ("audio", "visual", "fused"):
         metrics = result["branches"][branch]
-        assert set(metrics) == {"accuracy", "log_loss", "per_class_accuracy", "confusion"}
+        assert set(metrics) == {"accuracy", "log_loss", "per_class_accuracy", "confusion", "ece",
+                                "uncalibrated"}
         assert np.sum(metrics["confusion"]) == result["n"]
         # The same models through the inference path give the training-time numbers.
         assert metrics["log_loss"] == pytest.approx(
@@ -104,7 +105,7 @@ def test_cancel_then_resume_loses_no_finished_epoch(tiny_dataset, tmp_path):
             tiny_dataset, out, config, progress=progress, cancel=lambda: len(epochs_seen) >= 1
         )
     state = TrainState.load(out / "training" / "state.json")
-    assert state.steps["phase1/aud-gam"].epochs_done == 1
+    assert state.steps["phase1:aud-gam"].epochs_done == 1
     assert (out / "training" / "checkpoints" / "aud-gam.last.npz").exists()
     with pytest.raises(AvscError, match="--resume"):
         train_model(tiny_dataset, out, config)
@@ -113,5 +114,5 @@ def test_cancel_then_resume_loses_no_finished_epoch(tiny_dataset, tmp_path):
     train_model(tiny_dataset, out, config, resume=True, progress=progress)
     assert epochs_seen == [2, 3]  # epoch 1 was not trained again
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [h["epoch"] for h in manifest["history"]["phase1/aud-gam"]] == [1, 2, 3]
+    assert [h["epoch"] for h in manifest["history"]["phase1:aud-gam"]] == [1, 2, 3]
     assert manifest["heads"].keys() == {"audio"}

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from avsc_core.bundle.manifest import BundleError, read_manifest, verify_file
+from avsc_core.bundle.manifest import BundleError, read_manifest, statistics_entries, verify_file
 from avsc_core.config import FeatureConfig, MediaConfig
 
 
@@ -81,7 +81,8 @@ class Bundle:
 
     def verify(self) -> None:
         """Check every listed file against its checksum."""
-        entries = [*self.manifest["backbones"], *self.manifest["heads"].values()]
+        entries = [*self.manifest["backbones"], *self.manifest["heads"].values(),
+                   *statistics_entries(self.manifest)]
         for export in self.exports.values():
             entries += [*export.get("backbones", {}).values(), *export.get("heads", {}).values()]
         for entry in entries:

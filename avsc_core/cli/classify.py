@@ -1,5 +1,5 @@
 """``avsc classify --model MODEL FILE... [--json] [--segment-seconds S] [--hop-seconds S]
-[--segments SEGMENTS.csv] [--vtt DIR] [--audacity DIR]``."""
+[--min-confidence P] [--segments SEGMENTS.csv] [--vtt DIR] [--audacity DIR]``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from avsc_core.cli.common import (
+    add_min_confidence_argument,
     cancel_on_interrupt,
     check_timeline_outputs,
     model_options,
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: a table)",
     )
     add_segment_arguments(parser)
+    add_min_confidence_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -67,19 +69,24 @@ def _label(result, branch: str) -> str:
 class Table:
     """The human-readable output: one line per file, its warnings below it."""
 
-    def __init__(self, files: list[Path], classes: list[str]):
+    def __init__(self, files: list[Path], classes: list[str], min_confidence: float | None):
         self.file = min(48, max(4, *(len(str(f)) for f in files)))
-        self.label = max(5, *(len(c) for c in classes))
+        self.label = max(6, *(len(c) for c in classes))
+        self.min_confidence = min_confidence
         self.started = False
 
     def header(self) -> str:
         w = self.label
-        return f"{'file':{self.file}}  {'label':{w}}  {'conf':>5}  {'audio':{w}}  visual"
+        return (f"{'file':{self.file}}  {'label':{w}}  {'conf':>5}  {'audio':{w}}  "
+                f"{'visual':{w}}  review")
 
     def row(self, result) -> str:
+        from avsc_core.inference.review import review_reasons
+
         w = self.label
+        review = ", ".join(review_reasons(result, self.min_confidence)) or "-"
         line = (f"{result.file:{self.file}}  {result.label:{w}}  {result.confidence:5.2f}  "
-                f"{_label(result, 'audio'):{w}}  {_label(result, 'visual')}")
+                f"{_label(result, 'audio'):{w}}  {_label(result, 'visual'):{w}}  {review}")
         lines = [line] + [f"{'':{self.file}}  warning: {w}" for w in result.warnings]
         if not self.started:
             self.started = True
@@ -126,9 +133,12 @@ class TimelineWriter:
 def run(args: argparse.Namespace) -> int:
     check_timeline_outputs(args)
     from avsc_core.inference.classify import classify_files, load_predictor
+    from avsc_core.inference.review import check_min_confidence
+
+    check_min_confidence(args.min_confidence)
     predictor = load_predictor(args.model)
     runtime = predictor.runtime
-    table = Table(args.files, predictor.bundle.classes)
+    table = Table(args.files, predictor.bundle.classes, args.min_confidence)
     printer = progress_printer()
     results, failures = [], 0
     timeline = TimelineWriter(args)
@@ -144,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 timeline.add(outcome.result)
                 if args.json:
-                    results.append({**outcome.result.to_dict(), "runtime": runtime})
+                    results.append({**outcome.result.to_dict(args.min_confidence),
+                                    "runtime": runtime})
                 else:
                     say(sys.stdout, table.row(outcome.result))
         finally:

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "avsc_core.cli.export",
     "avsc_core.cli.classify",
     "avsc_core.cli.label",
+    "avsc_core.cli.adapt",
     "avsc_core.cli.info",
 )
 

@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from avsc_core.cli.common import add_layout_argument, cancel_on_interrupt, progress_printer
+from avsc_core.cli.common import (
+    add_layout_argument,
+    cache_options,
+    cancel_on_interrupt,
+    check_cache_options,
+    progress_printer,
+)
 from avsc_core.errors import AvscError
 from avsc_core.outputs import check_output_folder
 from avsc_core.train.settings import (
@@ -45,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layer) or Chen et al.'s joint optimisation (a 1-D CNN acoustic encoder and the "
         "bottom layers of an image model, trained with the classifier) on DATA and write "
         "a model bundle (a folder) at MODEL.",
+        parents=[cache_options()],
     )
     parser.add_argument("data", type=Path, help="dataset root, CSV file or TAU 2021 folder")
     parser.add_argument(
@@ -153,10 +160,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"decide the split (default: {DEFAULT_SPLIT})",
     )
     parser.add_argument(
-        "--jobs", type=int, default=1,
-        help="processes decoding and computing features (default: %(default)s)",
-    )
-    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the interrupted run at MODEL from its last checkpoint; options "
@@ -209,6 +212,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     if not args.data.exists():
         raise AvscError(f"{args.data}: no such file or folder")
     check_output_folder(args.out, "model bundle")
+    check_cache_options(args)
     weights = args.visual_weights
     if weights not in (None, "imagenet", "none") and not Path(weights).exists():
         raise AvscError(f"{weights}: visual weights file or folder not found")
@@ -270,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             changes=changes,
             phases=phases,
             jobs=args.jobs,
+            cache_dir=args.cache_dir,
             progress=printer,
             cancel=cancelled,
         )

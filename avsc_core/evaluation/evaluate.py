@@ -1,10 +1,10 @@
-"""Evaluating a bundle on a dataset, per branch, at the clip level."""
+"""Evaluating a bundle on a dataset, per branch, at the clip level (and per segment)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,11 @@ from avsc_core.datasets import Dataset, load_dataset
 from avsc_core.errors import AvscError
 from avsc_core.evaluation.metrics import score_clips
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+if TYPE_CHECKING:
+    from avsc_core.datasets import Clip
+    from avsc_core.inference.inputs import InputPlan
+    from avsc_core.inference.predictor import Predictor
 
 
 def _relative_paths(dataset: Dataset) -> set[str]:
@@ -45,19 +50,51 @@ def evaluate_model(
     split: str = "test",
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    segment_seconds: float | None = None,
+    submission: str | Path | None = None,
+    *,
+    jobs: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Clip-level metrics of the audio, visual and fused branches on ``split`` of ``data``.
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Processes decoding the clips not in the feature cache yet (all cores when omitted).
+    cache_dir : str or Path, optional
+        The feature cache folder (:func:`~avsc_core.features.default_cache_dir` when
+        omitted).
+    segment_seconds : float, optional
+        Also score segments of this length, each as one answer, the way DCASE 2021
+        Task 1B ranks systems (1 s there; :mod:`avsc_core.evaluation.challenge`).
+    submission : str or Path, optional
+        Write the challenge's output file there: one row per segment with
+        ``segment_seconds``, else one per clip, with the fused probabilities.
 
     Returns
     -------
     dict
         ``{"n", "classes", "split", "branches": {"audio": M, "visual": M, "fused": M},
         "clips": [...], "skipped": [...]}`` with ``M`` from :func:`branch_metrics`
-        (``None`` for a branch that could not run on any clip); each of ``clips`` is
-        ``{"file", "label", "predicted": {branch: class | None}, "confidence": {branch:
-        p | None}}``, so a confusion cell can list its clips.
+        (``None`` for a branch that could not run on any clip); for a calibrated model
+        each ``M`` also has ``"uncalibrated": {"log_loss", "ece"}``. Each of ``clips``
+        is ``{"file", "label", "predicted": {branch: class | None}, "confidence":
+        {branch: p | None}, "unfamiliar_score"}`` (and ``"predicted_uncalibrated"``,
+        ``"confidence_uncalibrated"`` for a calibrated model), so a confusion cell can list
+        its clips. With
+        ``segment_seconds``, ``"segments": {"seconds", "n", "branches"}`` scores segments.
+
+    Raises
+    ------
+    AvscError
+        Unknown classes, an empty split, or a segment length the model cannot take
+        (before any decoding).
     """
+    from avsc_core.features.store import open_entry
+    from avsc_core.inference.classify import plan_for
     from avsc_core.inference.predictor import Predictor, clip_probabilities
+    from avsc_core.inference.unfamiliar import file_score
     from avsc_core.train.prepare import prepare_clips
 
     bundle = load_bundle(model)
@@ -74,30 +111,35 @@ def evaluate_model(
     if not clips:
         raise AvscError(f"{data}: no clips in the '{split}' split")
     predictor = Predictor(bundle)
+    calibrated = "calibration" in bundle.manifest
+    segment_plan = plan_for(predictor, segment_seconds) if segment_seconds is not None else None
     kinds, frames = predictor.needs()
     preparation = prepare_clips(
         clips,
         bundle.media,
         bundle.features,
+        cache_dir,
         kinds=kinds,
         frames=frames,
+        jobs=jobs,
         progress=progress,
         cancel=cancel,
     )
     lookup = {c: i for i, c in enumerate(classes)}
     labels: list[int] = []
     answers: list[dict[str, np.ndarray | None]] = []
+    uncalibrated: list[dict[str, np.ndarray | None]] = []
     rows: list[dict[str, Any]] = []
     for done, prepared in enumerate(preparation.clips, 1):
         if cancel and cancel():
             raise Cancelled()
         n = prepared.segments
         features = (
-            {k: np.load(p, mmap_mode="r")[:n] for k, p in prepared.features.items()}
+            {k: open_entry(p)[:n] for k, p in prepared.features.items()}
             if prepared.features
             else None
         )
-        frame_array = np.load(prepared.frames, mmap_mode="r")[:n] if prepared.frames else None
+        frame_array = open_entry(prepared.frames)[:n] if prepared.frames else None
         result = predictor.predict(features, frame_array)
         row: dict[str, Any] = {
             "file": dataset.relative(prepared.clip.path),
@@ -106,6 +148,7 @@ def evaluate_model(
             "confidence": {},
         }
         answer = {b: clip_probabilities(p) for b, p in result.branches.items()}
+        before = {b: clip_probabilities(p) for b, p in result.uncalibrated.items()}
         for branch, clip_probs in answer.items():
             if clip_probs is None:
                 row["predicted"][branch] = row["confidence"][branch] = None
@@ -113,8 +156,17 @@ def evaluate_model(
             best = int(np.argmax(clip_probs))
             row["predicted"][branch] = classes[best]
             row["confidence"][branch] = float(clip_probs[best])
+        if calibrated:
+            # Scaling keeps each segment's class, but a clip's mean may change its mind.
+            row["predicted_uncalibrated"] = {
+                b: None if p is None else classes[int(np.argmax(p))] for b, p in before.items()}
+            row["confidence_uncalibrated"] = {
+                b: None if p is None else float(np.max(p)) for b, p in before.items()}
+        row["unfamiliar_score"] = (
+            None if result.unfamiliar is None else file_score(result.unfamiliar))
         labels.append(lookup[prepared.clip.label])
         answers.append(answer)
+        uncalibrated.append(before)
         rows.append(row)
         if progress:
             progress(
@@ -122,11 +174,67 @@ def evaluate_model(
                     "evaluate", done, len(preparation.clips), {"file": str(prepared.clip.path)}
                 )
             )
-    return {
+    evaluation: dict[str, Any] = {
         "n": len(preparation.clips),
         "classes": classes,
         "split": split,
-        "branches": score_clips(labels, answers, classes),
+        "branches": score_clips(labels, answers, classes, uncalibrated if calibrated else None),
         "clips": rows,
         "skipped": [{"file": str(c.path), "reason": r} for c, r in preparation.failures],
     }
+    outputs = [(row["file"], answer["fused"]) for row, answer in zip(rows, answers)]
+    if segment_plan is not None:
+        evaluation["segments"], outputs = _score_segments(
+            dataset, [c.clip for c in preparation.clips], predictor, segment_plan, calibrated,
+            progress, cancel,
+        )
+    if submission is not None:
+        from avsc_core.evaluation.challenge import write_submission
+
+        write_submission(submission, classes, outputs)
+    return evaluation
+
+
+def _score_segments(
+    dataset: Dataset,
+    clips: list[Clip],
+    predictor: Predictor,
+    plan: InputPlan,
+    calibrated: bool,
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """Segment-level metrics of ``clips`` and each segment's name and fused answer."""
+    from avsc_core.evaluation.challenge import item_name, segment_predictions
+    from avsc_core.features import FeatureExtractor
+
+    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
+    lookup = {c: i for i, c in enumerate(predictor.bundle.classes)}
+    labels: list[int] = []
+    answers: list[dict[str, np.ndarray | None]] = []
+    uncalibrated: list[dict[str, np.ndarray | None]] = []
+    outputs: list[tuple[str, np.ndarray]] = []
+    for done, clip in enumerate(clips, 1):
+        if cancel and cancel():
+            raise Cancelled()
+        spans = []
+        for batch_spans, predictions in segment_predictions(clip, predictor, plan, extractor):
+            for i, span in enumerate(batch_spans):
+                spans.append(span)
+                labels.append(lookup[clip.label])
+                answers.append({b: None if p is None else p[i]
+                                for b, p in predictions.branches.items()})
+                uncalibrated.append({b: None if p is None else p[i]
+                                     for b, p in predictions.uncalibrated.items()})
+        file = dataset.relative(clip.path)
+        outputs += [(item_name(file, span, len(spans)), answer["fused"])
+                    for span, answer in zip(spans, answers[len(answers) - len(spans):])]
+        if progress:
+            progress(Progress("evaluate-segments", done, len(clips), {"file": str(clip.path)}))
+    classes = predictor.bundle.classes
+    metrics = {
+        "seconds": plan.media.segment_seconds,
+        "n": len(labels),
+        "branches": score_clips(labels, answers, classes, uncalibrated if calibrated else None),
+    }
+    return metrics, outputs

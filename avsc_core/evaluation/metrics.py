@@ -1,4 +1,4 @@
-"""Classification metrics, as the DCASE challenge computes them."""
+"""Classification metrics, as the DCASE challenge computes them, and calibration error."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from avsc_core.evaluation.calibration import expected_calibration_error
 from avsc_core.inference.predictor import BRANCHES
 
 EPS = 1e-15
@@ -33,7 +34,8 @@ def branch_metrics(
     -------
     dict
         ``accuracy``, ``log_loss``, ``per_class_accuracy`` (class -> accuracy, ``None``
-        for a class with no clips), ``confusion`` (list of lists, rows true classes).
+        for a class with no clips), ``confusion`` (list of lists, rows true classes),
+        ``ece`` (expected calibration error, 15 bins).
     """
     labels = np.asarray(labels, int)
     probs = np.asarray(probs, np.float64)
@@ -48,6 +50,7 @@ def branch_metrics(
         "log_loss": log_loss(labels, probs) if len(labels) else None,
         "per_class_accuracy": per_class,
         "confusion": matrix.tolist(),
+        "ece": expected_calibration_error(labels, probs) if len(labels) else None,
     }
 
 
@@ -55,6 +58,7 @@ def score_clips(
     labels: Sequence[int],
     answers: Sequence[Mapping[str, np.ndarray | None]],
     classes: Sequence[str],
+    uncalibrated: Sequence[Mapping[str, np.ndarray | None]] | None = None,
 ) -> dict[str, dict[str, object] | None]:
     """Per-branch metrics of clips: each branch scored on the clips it answered.
 
@@ -65,18 +69,26 @@ def score_clips(
     answers : sequence of mapping
         Each clip's ``{branch: probabilities or None}``, after the Predictor's fallback
         (:func:`avsc_core.inference.predictor.with_fallback`).
+    uncalibrated : sequence of mapping, optional
+        The same answers before temperature scaling, for a calibrated model.
 
     Returns
     -------
     dict
-        ``{branch: branch_metrics(...)}``, ``None`` for a branch that answered no clip.
+        ``{branch: branch_metrics(...)}``, ``None`` for a branch that answered no clip;
+        with ``uncalibrated``, each also has ``"uncalibrated": {"log_loss", "ece"}``.
     """
     result: dict[str, dict[str, object] | None] = {}
     for branch in BRANCHES:
-        answered = [(y, a[branch]) for y, a in zip(labels, answers) if a.get(branch) is not None]
-        result[branch] = (
-            branch_metrics(np.array([y for y, _ in answered]),
-                           np.array([p for _, p in answered]), classes)
-            if answered else None
-        )
+        answered = [i for i, a in enumerate(answers) if a.get(branch) is not None]
+        if not answered:
+            result[branch] = None
+            continue
+        y = np.array([labels[i] for i in answered])
+        metrics = branch_metrics(y, np.array([answers[i][branch] for i in answered]), classes)
+        if uncalibrated is not None:
+            before = np.asarray([uncalibrated[i][branch] for i in answered], np.float64)
+            metrics["uncalibrated"] = {"log_loss": log_loss(y, before),
+                                       "ece": expected_calibration_error(y, before)}
+        result[branch] = metrics
     return result

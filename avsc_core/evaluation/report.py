@@ -1,4 +1,5 @@
-"""Evaluation report images: a confusion matrix per branch and the training curves."""
+"""Evaluation report images: a confusion matrix and a reliability diagram per branch, and
+the training curves."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from avsc_core.atomic import atomic_write
+from avsc_core.evaluation.calibration import reliability
 from avsc_core.train.history import epoch_metric
 
 
@@ -17,8 +19,36 @@ def _save(fig, path: Path) -> None:
         fig.savefig(handle, format="png", dpi=100)
 
 
+def _reliability_figure(plt, branch: str, rows: list[dict[str, Any]], metrics: dict[str, Any]):
+    """Accuracy against confidence in 15 bins, after calibration and (when the model is
+    calibrated) before it; a calibrated model's bars follow the diagonal."""
+    answered = [r for r in rows if r["predicted"].get(branch) is not None]
+    curves = [("calibrated", "", metrics["ece"])]
+    if "uncalibrated" in metrics:
+        curves.append(("uncalibrated", "_uncalibrated", metrics["uncalibrated"]["ece"]))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+    for (name, suffix, ece), style in zip(curves, ({"alpha": 0.6}, {"fill": False})):
+        correct = [r[f"predicted{suffix}"][branch] == r["label"] for r in answered]
+        confidence = [r[f"confidence{suffix}"][branch] for r in answered]
+        bins = reliability(np.array(confidence, np.float64), np.array(correct))
+        filled = bins.counts > 0
+        width = np.diff(bins.edges)
+        ax.bar(bins.edges[:-1][filled], bins.accuracy[filled], width=width[filled],
+               align="edge", edgecolor="black", label=f"{name} (ECE {ece:.3f})", **style)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{branch}: reliability over {len(answered)} clips")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(directory: str | Path, result: dict[str, Any], model: str | Path) -> list[Path]:
-    """Write ``confusion-<branch>.png`` and ``training-curves.png`` into ``directory``."""
+    """Write ``confusion-<branch>.png``, ``reliability-<branch>.png`` and
+    ``training-curves.png`` into ``directory``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -54,6 +84,12 @@ def write_report(directory: str | Path, result: dict[str, Any], model: str | Pat
         )
         fig.tight_layout()
         path = directory / f"confusion-{branch}.png"
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+
+        fig = _reliability_figure(plt, branch, result["clips"], metrics)
+        path = directory / f"reliability-{branch}.png"
         _save(fig, path)
         plt.close(fig)
         written.append(path)

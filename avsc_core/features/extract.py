@@ -13,7 +13,7 @@ import numpy as np
 
 from avsc_core.config import FEATURE_KINDS, FeatureConfig
 from avsc_core.features.cqt import ConstantQ
-from avsc_core.features.deltas import stack_with_deltas
+from avsc_core.features.deltas import network_input
 from avsc_core.features.filterbanks import gammatone_filters, mel_filters
 from avsc_core.features.stft import magnitude_spectrogram
 
@@ -83,6 +83,13 @@ class FeatureExtractor:
     def log_compress(self, spectrogram: np.ndarray) -> np.ndarray:
         return np.log(spectrogram + self.config.log_offset, dtype=np.float32)
 
+    def log_spectrograms(
+        self, audio: np.ndarray, kinds: tuple[str, ...] = FEATURE_KINDS
+    ) -> dict[str, np.ndarray]:
+        """Log spectrograms of one segment, before deltas: kind -> float32
+        ``(channels, bins, frames)`` (``(2, 128, 309)`` for 10 s of stereo at 32 kHz)."""
+        return {k: self.log_compress(s) for k, s in self.spectrograms(audio, kinds).items()}
+
     def features(
         self, audio: np.ndarray, kinds: tuple[str, ...] = FEATURE_KINDS
     ) -> dict[str, np.ndarray]:
@@ -92,14 +99,10 @@ class FeatureExtractor:
         ``(128, 305, 6)``: log spectrograms of the left and right channels, their deltas,
         then their delta-deltas.
         """
-        result = {}
-        for kind, spec in self.spectrograms(audio, kinds).items():
-            log_spec = self.log_compress(spec)
-            if self.config.deltas:
-                result[kind] = stack_with_deltas(log_spec)
-            else:
-                result[kind] = np.ascontiguousarray(np.moveaxis(log_spec, 0, -1))
-        return result
+        return {
+            kind: network_input(log_spec, self.config.deltas)
+            for kind, log_spec in self.log_spectrograms(audio, kinds).items()
+        }
 
     def frequencies(self, kind: str) -> np.ndarray:
         """Centre frequency (Hz) of each bin of ``kind``, ascending."""

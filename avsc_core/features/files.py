@@ -9,8 +9,9 @@ import numpy as np
 
 from avsc_core.config import FEATURE_KINDS, FeatureConfig, MediaConfig
 from avsc_core.errors import NoAudioError, NoVideoError
-from avsc_core.features.cache import FeatureCache
+from avsc_core.features.cache import FRAMES, FeatureCache
 from avsc_core.features.extract import FeatureExtractor
+from avsc_core.features.store import JPEG_QUALITY, FrameFile, SpectrogramFile
 from avsc_core.media import MediaInfo, iter_segments, probe
 
 
@@ -18,6 +19,70 @@ def feature_fingerprint(*configs: MediaConfig | FeatureConfig) -> str:
     """The cache fingerprint of arrays computed with these settings."""
     joined = "-".join(c.fingerprint() for c in configs)
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def frames_fingerprint(media: MediaConfig) -> str:
+    """The cache fingerprint of frames sampled with ``media`` and stored as JPEG at
+    :data:`~avsc_core.features.store.JPEG_QUALITY` (another quality is another entry)."""
+    joined = f"{feature_fingerprint(media)}-jpeg{JPEG_QUALITY}"
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def cached_features(
+    path: str | Path,
+    kinds: tuple[str, ...],
+    media: MediaConfig,
+    features: FeatureConfig,
+    cache: FeatureCache,
+    info: MediaInfo | None = None,
+) -> dict[str, SpectrogramFile]:
+    """The cache entries of ``path``'s spectrograms, computed and stored first if needed.
+
+    Raises
+    ------
+    NoAudioError, MediaError
+        See :func:`avsc_core.media.iter_segments`.
+    """
+    extractor = FeatureExtractor(features, media.sample_rate)
+    fingerprint = feature_fingerprint(media, extractor.config)
+    entries = {k: e for k in kinds if (e := cache.open(path, k, fingerprint)) is not None}
+    missing = tuple(k for k in kinds if k not in entries)
+    if missing:
+        per_kind: dict[str, list[np.ndarray]] = {k: [] for k in missing}
+        for segment in iter_segments(path, media, info=info, video=False):
+            if segment.audio is None:
+                raise NoAudioError(path)
+            for kind, value in extractor.log_spectrograms(segment.audio, missing).items():
+                per_kind[kind].append(value)
+        for kind, values in per_kind.items():
+            entries[kind] = cache.save_spectrograms(path, kind, fingerprint, np.stack(values),
+                                                    extractor.config.deltas)
+    return {k: entries[k] for k in kinds}
+
+
+def cached_frames(path: str | Path, media: MediaConfig, cache: FeatureCache,
+                  info: MediaInfo | None = None) -> FrameFile:
+    """The cache entry of ``path``'s sampled frames, sampled and stored first if needed.
+
+    Raises
+    ------
+    NoVideoError, MediaError
+        See :func:`avsc_core.media.iter_segments`.
+    """
+    fingerprint = frames_fingerprint(media)
+    entry = cache.open(path, FRAMES, fingerprint)
+    if entry is None:
+        entry = cache.save_frames(path, fingerprint, _sample_frames(path, media, info))
+    return entry
+
+
+def _sample_frames(path: str | Path, media: MediaConfig, info: MediaInfo | None) -> np.ndarray:
+    stacks = []
+    for segment in iter_segments(path, media, info=info or probe(path), audio=False):
+        if segment.frames is None:
+            raise NoVideoError(path)
+        stacks.append(segment.frames)
+    return np.stack(stacks)
 
 
 def file_features(
@@ -31,6 +96,10 @@ def file_features(
 ) -> dict[str, np.ndarray]:
     """Network inputs of every segment of ``path``'s audio track.
 
+    With a ``cache``, they are read from its float16 log spectrograms (computed and
+    stored first if needed, see :func:`cached_features`), so the first call answers
+    exactly as every later one.
+
     Returns
     -------
     dict
@@ -43,28 +112,18 @@ def file_features(
         See :func:`avsc_core.media.iter_segments`.
     """
     media = media or MediaConfig()
-    extractor = extractor or FeatureExtractor(features, media.sample_rate)
-    fingerprint = feature_fingerprint(media, extractor.config)
-    result: dict[str, np.ndarray] = {}
-    missing = list(kinds)
     if cache is not None:
-        for kind in kinds:
-            cached = cache.load(path, kind, fingerprint)
-            if cached is not None:
-                result[kind] = cached
-        missing = [k for k in kinds if k not in result]
-    if missing:
-        per_kind: dict[str, list[np.ndarray]] = {k: [] for k in missing}
-        for segment in iter_segments(path, media, info=info, video=False):
-            if segment.audio is None:
-                raise NoAudioError(path)
-            for kind, value in extractor.features(segment.audio, tuple(missing)).items():
-                per_kind[kind].append(value)
-        for kind, values in per_kind.items():
-            result[kind] = np.stack(values)
-            if cache is not None:
-                cache.save(path, kind, fingerprint, result[kind])
-    return {k: result[k] for k in kinds}
+        config = extractor.config if extractor is not None else features or FeatureConfig()
+        entries = cached_features(path, kinds, media, config, cache, info)
+        return {k: entry[:] for k, entry in entries.items()}
+    extractor = extractor or FeatureExtractor(features, media.sample_rate)
+    per_kind: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    for segment in iter_segments(path, media, info=info, video=False):
+        if segment.audio is None:
+            raise NoAudioError(path)
+        for kind, value in extractor.features(segment.audio, kinds).items():
+            per_kind[kind].append(value)
+    return {k: np.stack(v) for k, v in per_kind.items()}
 
 
 def file_frames(
@@ -73,18 +132,12 @@ def file_frames(
     cache: FeatureCache | None = None,
     info: MediaInfo | None = None,
 ) -> np.ndarray:
-    """Sampled frames of every segment: uint8 ``(segments, frames, size, size, 3)``."""
+    """Sampled frames of every segment: uint8 ``(segments, frames, size, size, 3)``.
+
+    With a ``cache``, they are its JPEG frames (sampled and stored first if needed, see
+    :func:`cached_frames`), so the first call answers exactly as every later one.
+    """
     media = media or MediaConfig()
-
-    def compute() -> np.ndarray:
-        segments = iter_segments(path, media, info=info or probe(path), audio=False)
-        stacks = []
-        for segment in segments:
-            if segment.frames is None:
-                raise NoVideoError(path)
-            stacks.append(segment.frames)
-        return np.stack(stacks)
-
-    if cache is None:
-        return compute()
-    return cache.get_or_compute(path, "frames", feature_fingerprint(media), compute)
+    if cache is not None:
+        return cached_frames(path, media, cache, info)[:]
+    return _sample_frames(path, media, info)

@@ -8,7 +8,9 @@
 A file is decoded segment by segment (:mod:`avsc_core.inference.inputs`) and the model
 runs on small batches of segments, so memory stays flat whatever the file's length. The
 clip answer of each branch is the mean of its segment probabilities; the clip label and
-confidence come from the fused branch.
+confidence come from the fused branch. Probabilities are calibrated (the bundle's
+temperatures); a bundle with an unfamiliarity score gives it per segment and per file, and
+the file is ``unfamiliar`` above the model's threshold (:mod:`avsc_core.inference.unfamiliar`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from avsc_core.inference.inputs import (
     silence_warning,
     stream_warnings,
 )
+from avsc_core.inference.review import review_reasons
+from avsc_core.inference.unfamiliar import file_score
 from avsc_core.media import MediaInfo, probe, segment_spans
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
@@ -60,13 +64,15 @@ class SegmentResult:
     """Answers for one segment: ``{class: p}`` per backbone and per branch.
 
     ``branches`` always has the keys ``audio``, ``visual`` and ``fused``; a branch that
-    cannot run on the file is ``None``.
+    cannot run on the file is ``None``. ``unfamiliar_score`` is ``None`` when the model
+    has no unfamiliarity score.
     """
 
     start: float
     end: float
     backbones: dict[str, dict[str, float]]
     branches: dict[str, dict[str, float] | None]
+    unfamiliar_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +80,7 @@ class SegmentResult:
             "end": round(self.end, 3),
             "backbones": self.backbones,
             "branches": self.branches,
+            "unfamiliar_score": self.unfamiliar_score,
         }
 
 
@@ -94,7 +101,9 @@ class ClassifyResult:
     segments : list of SegmentResult
         Per-segment answers, in time order.
     clip : dict
-        ``{"label", "confidence", "branches": {branch: {class: p} | None}}``.
+        ``{"label", "confidence", "branches": {branch: {class: p} | None}, "unfamiliar",
+        "unfamiliar_score"}`` (the last two ``None`` without an unfamiliarity score);
+        :meth:`to_dict` adds ``needs_review``.
     warnings : list of str
         Things the user should know (missing or silent streams, damaged data skipped).
     starts, ends : ndarray
@@ -105,6 +114,10 @@ class ClassifyResult:
         Backbone name -> float64 ``(segments, classes)``, for the backbones that ran.
     clip_probs : dict
         Branch -> ``(classes,)`` mean over segments, or ``None``.
+    unfamiliar_scores : ndarray or None
+        ``(segments,)`` unfamiliarity scores, ``None`` when the model has none.
+    unfamiliar_threshold : float or None
+        File scores above it are unfamiliar.
     """
 
     file: str
@@ -120,6 +133,18 @@ class ClassifyResult:
     probs: dict[str, np.ndarray | None]
     backbone_probs: dict[str, np.ndarray]
     clip_probs: dict[str, np.ndarray | None]
+    unfamiliar_scores: np.ndarray | None = None
+    unfamiliar_threshold: float | None = None
+
+    @property
+    def unfamiliar_score(self) -> float | None:
+        """The file's unfamiliarity score (the mean over its segments), or ``None``."""
+        return self.clip.get("unfamiliar_score")
+
+    @property
+    def unfamiliar(self) -> bool | None:
+        """Whether the file is unlike the training data; ``None`` when the model cannot tell."""
+        return self.clip.get("unfamiliar")
 
     @property
     def label(self) -> str:
@@ -134,8 +159,12 @@ class ClassifyResult:
         probs = self.clip_probs.get(branch)
         return None if probs is None else self.classes[int(np.argmax(probs))]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON object (``avsc classify --json``)."""
+    def to_dict(self, min_confidence: float | None = None) -> dict[str, Any]:
+        """The contract's JSON object (``avsc classify --json``).
+
+        ``clip["needs_review"]`` lists the reasons of
+        :func:`~avsc_core.inference.review.review_reasons` with ``min_confidence``.
+        """
         return {
             "file": self.file,
             "duration": round(self.duration, 3),
@@ -143,13 +172,13 @@ class ClassifyResult:
             "has_video": self.has_video,
             "classes": list(self.classes),
             "segments": [s.to_dict() for s in self.segments],
-            "clip": self.clip,
+            "clip": {**self.clip, "needs_review": review_reasons(self, min_confidence)},
             "warnings": list(self.warnings),
         }
 
-    def to_json(self, indent: int | None = 2) -> str:
+    def to_json(self, indent: int | None = 2, min_confidence: float | None = None) -> str:
         """:meth:`to_dict` as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        return json.dumps(self.to_dict(min_confidence), indent=indent, ensure_ascii=False)
 
 
 class ResultBuilder:
@@ -171,6 +200,9 @@ class ResultBuilder:
         self._backbones: dict[str, list[np.ndarray]] = {}
         self._branches: dict[str, list[np.ndarray] | None] = {b: [] for b in BRANCHES}
         self._peaks: list[np.ndarray] = []
+        # None once a batch came without scores: a file's score covers all its segments.
+        self._unfamiliar: list[np.ndarray] | None = []
+        self._threshold: float | None = None
 
     @property
     def segments_done(self) -> int:
@@ -193,6 +225,11 @@ class ResultBuilder:
                 self._branches[branch] = None
             else:
                 parts.append(_normalise(probs))
+        if predictions.unfamiliar is None or self._unfamiliar is None:
+            self._unfamiliar = None
+        else:
+            self._unfamiliar.append(predictions.unfamiliar)
+            self._threshold = predictions.unfamiliar_threshold
 
     def finish(self) -> ClassifyResult:
         if not self._starts:
@@ -209,6 +246,7 @@ class ResultBuilder:
         if fused is None:
             raise MediaError(self.path, "the model gave no answer (no branch could run)")
         best = int(np.argmax(fused))
+        scores = np.concatenate(self._unfamiliar) if self._unfamiliar else None
         segments = [
             SegmentResult(
                 start=float(self._starts[i]),
@@ -220,9 +258,11 @@ class ResultBuilder:
                     b: None if p is None else probability_dict(self.classes, p[i])
                     for b, p in probs.items()
                 },
+                unfamiliar_score=None if scores is None else float(scores[i]),
             )
             for i in range(len(self._starts))
         ]
+        score = None if scores is None else file_score(scores)
         clip = {
             "label": self.classes[best],
             "confidence": float(fused[best]),
@@ -230,6 +270,8 @@ class ResultBuilder:
                 b: None if p is None else probability_dict(self.classes, p)
                 for b, p in clip_probs.items()
             },
+            "unfamiliar": None if score is None else bool(score > self._threshold),
+            "unfamiliar_score": score,
         }
         return ClassifyResult(
             file=str(self.path),
@@ -245,6 +287,8 @@ class ResultBuilder:
             probs=probs,
             backbone_probs=backbone_probs,
             clip_probs=clip_probs,
+            unfamiliar_scores=scores,
+            unfamiliar_threshold=None if scores is None else self._threshold,
         )
 
 

@@ -4,6 +4,10 @@ A branch whose modality is missing (no audio track, no video stream) is ``None``
 fused answer then comes from the branch that exists, exactly as the trained heads allow:
 the ``audio`` and ``visual`` heads were trained for that case.
 
+Each head's answers are scaled by the temperature training fitted for it
+(:mod:`avsc_core.inference.calibration`), and each segment gets an unfamiliarity score
+when the bundle has one (:mod:`avsc_core.inference.unfamiliar`).
+
 The networks run in Keras, or in an optimised copy written by ``avsc export``
 (:mod:`avsc_core.export`) when the bundle has one: ``runtime="auto"`` takes the fastest
 export recorded in the manifest (:data:`avsc_core.export.formats.AUTO_ORDER`), and Keras
@@ -20,6 +24,8 @@ import numpy as np
 from avsc_core.bundle import Bundle
 from avsc_core.errors import AvscError
 from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
+from avsc_core.inference.calibration import apply_temperature, temperatures
+from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 BRANCHES = ("audio", "visual", "fused")
 KERAS = "keras"
@@ -27,10 +33,19 @@ KERAS = "keras"
 
 @dataclass
 class SegmentPredictions:
-    """Per-segment probabilities ``(segments, classes)``; ``None`` where a branch cannot run."""
+    """Per-segment probabilities ``(segments, classes)``; ``None`` where a branch cannot run.
+
+    ``branches`` are calibrated, ``uncalibrated`` the same answers before temperature
+    scaling. ``unfamiliar`` holds each segment's unfamiliarity score and
+    ``unfamiliar_threshold`` the model's threshold for a file's score (both ``None`` when
+    the bundle has no such score).
+    """
 
     backbones: dict[str, np.ndarray] = field(default_factory=dict)
     branches: dict[str, np.ndarray | None] = field(default_factory=dict)
+    uncalibrated: dict[str, np.ndarray | None] = field(default_factory=dict)
+    unfamiliar: np.ndarray | None = None
+    unfamiliar_threshold: float | None = None
 
 
 def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
@@ -93,6 +108,8 @@ class Predictor:
         self.embedding_type = int(bundle.manifest.get("embedding_type", 2))
         self.runtime = choose_runtime(bundle, runtime)
         self.threads = threads
+        self.temperatures = temperatures(bundle.manifest)
+        self.familiarity = load_familiarity(bundle)
         self._runners: dict[str, object] = {}
 
     def _export_network(self, group: str, name: str):
@@ -158,6 +175,7 @@ class Predictor:
         """Predict from spectrograms (kind -> ``(n, bins, frames, ch)``) and/or frames."""
         result = SegmentPredictions()
         embeddings: dict[str, np.ndarray] = {}
+        familiarity_inputs: dict[str, np.ndarray] = {}
         key = f"emb{self.embedding_type}"
         for name in self.bundle.backbone_names:
             feature = self._feature(name)
@@ -171,10 +189,17 @@ class Predictor:
                 out = run_audio_backbone(self.backbone(name), features[feature])
             result.backbones[name] = out["probs"]
             embeddings[name] = out[key]
+            familiarity_inputs[name] = out[EMBEDDING]
         heads = self.bundle.manifest["heads"]
+        raw = {branch: self._run_head(branch, heads, embeddings) for branch in BRANCHES}
+        result.uncalibrated = with_fallback(raw)
         result.branches = with_fallback(
-            {branch: self._run_head(branch, heads, embeddings) for branch in BRANCHES}
+            {b: None if p is None else apply_temperature(p, self.temperatures.get(b, 1.0))
+             for b, p in raw.items()}
         )
+        if self.familiarity is not None:
+            result.unfamiliar = self.familiarity.segment_scores(familiarity_inputs)
+            result.unfamiliar_threshold = self.familiarity.threshold
         return result
 
     def _run_head(

@@ -20,7 +20,12 @@ from typing import IO, Any
 from avsc_core.atomic import atomic_write
 from avsc_core.errors import AvscError
 
-HEADER = ("file", "label", "confidence", "audio_label", "visual_label", "error")
+# The contract's columns, then what review adds: why a file needs a person's look (reasons
+# joined by ";") and the label that person gave. CSVs written before the review columns
+# (CONTRACT_HEADER only) are still read, and rewritten with both when continued.
+CONTRACT_HEADER = ("file", "label", "confidence", "audio_label", "visual_label", "error")
+REVIEW_COLUMNS = ("needs_review", "reviewed_label")
+HEADER = CONTRACT_HEADER + REVIEW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,9 @@ class LabelRow:
 
     ``file`` is relative to the labelled folder (``/``-separated). A file that failed has
     an empty ``label`` and the reason in ``error``; ``audio_label``/``visual_label`` are
-    empty for a branch that could not run.
+    empty for a branch that could not run. ``needs_review`` holds the reasons a person
+    should check the answer (:func:`avsc_core.inference.review.review_reasons`, joined by
+    ``;``); ``reviewed_label`` is empty until someone has.
     """
 
     file: str
@@ -38,6 +45,8 @@ class LabelRow:
     audio_label: str = ""
     visual_label: str = ""
     error: str = ""
+    needs_review: str = ""
+    reviewed_label: str = ""
 
     @property
     def ok(self) -> bool:
@@ -46,12 +55,23 @@ class LabelRow:
     def cells(self) -> list[str]:
         confidence = "" if self.confidence is None else f"{self.confidence:.4f}"
         return [self.file, self.label, confidence, self.audio_label, self.visual_label,
-                self.error]
+                self.error, self.needs_review, self.reviewed_label]
 
     @classmethod
     def from_cells(cls, cells: list[str]) -> LabelRow:
-        file, label, confidence, audio, visual, error = cells
-        return cls(file, label, float(confidence) if confidence else None, audio, visual, error)
+        """A row from the cells of either header (:data:`HEADER` or the older
+        :data:`CONTRACT_HEADER`).
+
+        Raises
+        ------
+        ValueError
+            Another number of cells, or a confidence that is not a number.
+        """
+        if len(cells) == len(CONTRACT_HEADER):
+            cells = [*cells, "", ""]
+        file, label, confidence, audio, visual, error, review, reviewed = cells
+        return cls(file, label, float(confidence) if confidence else None, audio, visual, error,
+                   review, reviewed)
 
 
 def _writer(handle: IO[str]) -> Any:
@@ -75,7 +95,7 @@ def read_rows(path: str | Path) -> list[LabelRow]:
     path = Path(path)
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
         header = handle.readline(len(",".join(HEADER)) + 2)
-        if header and header.rstrip("\r\n") != ",".join(HEADER):
+        if header and header.rstrip("\r\n") not in (",".join(HEADER), ",".join(CONTRACT_HEADER)):
             raise AvscError(f"{path}: not a labels CSV (its header is not {','.join(HEADER)})")
         # A crash can leave the unwritten tail of a file as zero bytes.
         text = handle.read().replace("\x00", "")

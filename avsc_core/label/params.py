@@ -7,6 +7,9 @@ the avsc version, when the run started and finished, and the counts. ``--resume`
 it, so a CSV is never continued with another model or other segments, and refuses a CSV
 whose rows have no parameters at all (nothing tells which model wrote them).
 
+A shard (``--shard I/N``) records ``"shard": "I/N"`` and, in its counts, the files of
+the whole folder (``folder_files``); ``label merge`` checks the shards against them.
+
 Each CSV has its own file because several CSVs often share a folder: one ``params.json``
 per folder was overwritten by the next CSV's run. Such a legacy ``params.json`` is still
 read when its ``"labels"`` field names the CSV, so older runs resume.
@@ -30,8 +33,9 @@ PARAMS_SUFFIX = ".params.json"
 # Written by earlier versions, one per folder; read only.
 LEGACY_PARAMS_FILE = "params.json"
 
-# Settings that decide the labels: a CSV continued with other values would mix answers.
-_MUST_MATCH = ("model_sha256", "folder", "segment_seconds", "hop_seconds")
+# Settings that decide the labels: a CSV continued with other values would mix answers
+# (or, for the shard, other files).
+_MUST_MATCH = ("model_sha256", "folder", "segment_seconds", "hop_seconds", "shard")
 
 
 def params_path(out_csv: str | Path) -> Path:
@@ -47,9 +51,18 @@ def now() -> str:
 
 
 def run_params(
-    out_csv: Path, bundle: Bundle, media: MediaConfig, folder: Path, recursive: bool, jobs: int
+    out_csv: Path,
+    bundle: Bundle,
+    media: MediaConfig,
+    folder: Path,
+    recursive: bool,
+    jobs: int,
+    *,
+    shard: str | None = None,
+    format: str = "csv",
+    engine: str = "local",
 ) -> dict[str, Any]:
-    """The settings part of the parameters file for a run."""
+    """The settings part of the parameters file for a run (``shard`` as ``"I/N"``)."""
     return {
         "labels": out_csv.name,
         "model": str(bundle.root.resolve()),
@@ -60,6 +73,9 @@ def run_params(
         "segment_seconds": media.segment_seconds,
         "hop_seconds": media.hop_seconds,
         "jobs": jobs,
+        "shard": shard,
+        "format": format,
+        "engine": engine,
         "avsc_version": __version__,
     }
 
@@ -102,6 +118,10 @@ def check_params_owner(out_csv: Path) -> None:
                         "beside it; choose another --out")
 
 
+def _shown(value: object) -> object:
+    return "none" if value is None else value
+
+
 def check_resume(
     out_csv: Path, rows: int, previous: dict[str, Any] | None, current: dict[str, Any]
 ) -> None:
@@ -110,8 +130,8 @@ def check_resume(
     Raises
     ------
     AvscError
-        The CSV has rows but no parameters file, or the model, the folder or the segment
-        settings differ from the earlier run's.
+        The CSV has rows but no parameters file, or the model, the folder, the segment
+        settings or the shard differ from the earlier run's.
     """
     if previous is None:
         if rows:
@@ -124,7 +144,8 @@ def check_resume(
     differ = [k for k in _MUST_MATCH if k in previous and previous[k] != current[k]]
     if differ:
         what = ", ".join(
-            "the model" if k == "model_sha256" else f"{k} ({previous[k]} before, {current[k]} now)"
+            "the model" if k == "model_sha256"
+            else f"{k} ({_shown(previous[k])} before, {_shown(current[k])} now)"
             for k in differ
         )
         raise AvscError(

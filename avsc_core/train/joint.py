@@ -42,7 +42,7 @@ from avsc_core.train.phase1 import backbone_seed, visual_weights_argument
 from avsc_core.train.pipeline import segment_dataset, segment_items
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import TrainState
+from avsc_core.train.state import JOINT_STEP, TrainState
 
 OUTPUTS = ("fused", "audio", "visual")
 # The two-phase backbone whose ImageNet weights file each image model uses.
@@ -157,7 +157,7 @@ def train_joint(
         "audio": (workdir / "heads" / "audio.keras", [JOINT_AUDIO]),
         "visual": (workdir / "heads" / "visual.keras", [JOINT_VISUAL]),
     }
-    step = state.step("joint")
+    step = state.step(JOINT_STEP)
     files = [*backbones.values(), *(path for path, _ in heads.values())]
     if step.finished and all(p.exists() for p in files):
         return backbones, heads
@@ -193,7 +193,7 @@ def train_joint(
         model,
         train_ds,
         val_ds,
-        stage="joint",
+        stage=JOINT_STEP,
         epochs=config.joint_epochs,
         steps_per_epoch=math.ceil(len(train_items) / batch),
         state=state,

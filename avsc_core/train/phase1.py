@@ -26,7 +26,7 @@ from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import StepFiles, TrainState
+from avsc_core.train.state import StepFiles, TrainState, phase1_step
 
 
 def backbone_seed(seed: int, name: str) -> int:
@@ -95,7 +95,7 @@ def train_backbone(
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
     """Train backbone ``name`` (or resume it) and return its final ``.keras`` file."""
-    step_name = f"phase1/{name}"
+    step_name = phase1_step(name)
     step = state.step(step_name)
     files = StepFiles.of(workdir, step_name)
     final, last, best = files.final, files.last, files.best
@@ -138,7 +138,7 @@ def train_backbone(
         model,
         train_ds,
         val_ds,
-        stage=f"phase1:{name}",
+        stage=step_name,
         epochs=config.phase1_epochs,
         steps_per_epoch=math.ceil(len(train_items) / batch),
         state=state,

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from avsc_core.atomic import atomic_write
+from avsc_core.features.store import open_entry
 from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
 from avsc_core.models import build_fusion_head, scene_loss
 from avsc_core.models.presets import backbone_spec, modality_of
@@ -29,9 +30,12 @@ from avsc_core.train.phase1 import backbone_seed
 from avsc_core.train.pipeline import array_dataset
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import StepFiles, TrainState
-
-HEADS = ("audio", "visual", "fused")
+from avsc_core.train.state import (
+    EMBEDDINGS_STEP,
+    StepFiles,
+    TrainState,
+    phase2_step,
+)
 
 
 def head_inputs(head: str, backbones: Sequence[str]) -> list[str]:
@@ -112,7 +116,7 @@ def compute_embeddings(
                 raise Cancelled()
             source = clip.frames if feature == "frames" else clip.features.get(feature)
             if source is not None:
-                data = np.load(source, mmap_mode="r")[: clip.segments]
+                data = open_entry(source)[: clip.segments]
                 out = (
                     run_visual_backbone(runner, data)
                     if feature == "frames"
@@ -126,7 +130,7 @@ def compute_embeddings(
                     rows[kind][starts[i] : starts[i + 1]] = out[key]
             done += 1
             if progress:
-                progress(Progress("phase2:embeddings", done, total, {"backbone": name}))
+                progress(Progress(EMBEDDINGS_STEP, done, total, {"backbone": name}))
         values[name] = rows
     return Embeddings(clip_index, values)
 
@@ -143,13 +147,16 @@ def train_head(
     distribution: tf.distribute.Strategy,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    build: Callable[[dict[str, int]], keras.Model] | None = None,
 ) -> Path | None:
     """Train (or resume) fusion head ``head`` on the embeddings of ``inputs``.
 
+    ``build`` makes the head from the embedding sizes of ``inputs`` (``avsc adapt`` gives
+    a joint model's classifier); a fusion head of ``config.fusion`` when omitted.
     Returns ``None`` when no training clip has all of them.
     """
     inputs = list(inputs)
-    step_name = f"phase2:{head}"
+    step_name = phase2_step(head)
     step = state.step(step_name)
     files = StepFiles.of(workdir, step_name)
     final, last, best = files.final, files.last, files.best
@@ -177,7 +184,8 @@ def train_head(
     resuming = step.epochs_done > 0 and last.exists()
     with distribution.scope():
         dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
-        model = build_fusion_head(config.fusion, dims, inputs, len(classes))
+        model = (build(dims) if build is not None
+                 else build_fusion_head(config.fusion, dims, inputs, len(classes)))
         model.compile(
             optimizer=keras.optimizers.Adam(config.fusion_lr),
             loss=scene_loss(),
@@ -196,7 +204,7 @@ def train_head(
         model,
         train_ds,
         val_ds,
-        stage=f"phase2:{head}",
+        stage=step_name,
         epochs=config.phase2_epochs,
         steps_per_epoch=math.ceil(len(y_train) / batch),
         state=state,

@@ -1,15 +1,20 @@
 """Decoding every clip of a dataset once, into the feature cache.
 
-Training reads spectrograms and frames from the cache through memory maps, so RAM stays
-bounded whatever the dataset size. Preparation runs in worker processes when ``jobs > 1``
-(started with ``spawn``: TensorFlow must never be forked) and is idempotent: a re-run after
+Training reads spectrograms and frames from the cache entry by entry, so RAM stays
+bounded whatever the dataset size. Clips whose entries are all there are found without
+reading their media (the cache's key index); the others are prepared in worker processes,
+one per core by default (started with ``spawn``: TensorFlow must never be forked), after a
+check that the cache's disk has room for them. Preparation is idempotent: a re-run after
 an interruption finds the finished clips in the cache.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +22,29 @@ from pathlib import Path
 from avsc_core.config import FEATURE_KINDS, FeatureConfig, MediaConfig
 from avsc_core.datasets import Clip
 from avsc_core.errors import AvscError, MediaError, NoAudioError, NoVideoError
+from avsc_core.features.cache import FRAMES, FeatureCache
+from avsc_core.features.files import (
+    cached_features,
+    cached_frames,
+    feature_fingerprint,
+    frames_fingerprint,
+)
+from avsc_core.features.store import frames_bytes_estimate, spectrogram_bytes
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+# What a file system may add to each entry file (its last, partly used block).
+_BLOCK = 4096
 
 
 @dataclass(frozen=True)
 class PreparedClip:
     """Where one clip's arrays are cached.
 
-    ``features`` maps a kind to a ``(segments, bins, frames, channels)`` ``.npy`` file;
-    ``frames`` is a ``(segments, n, size, size, 3)`` ``.npy`` file. Either is empty/None
-    when the clip lacks that stream. ``segments`` is the number of segments both share.
+    ``features`` maps a kind to a spectrogram entry, ``frames`` is a frames entry; open
+    them with :func:`avsc_core.features.store.open_entry`, which reads them as the float32
+    ``(segments, bins, frames, channels)`` and uint8 ``(segments, n, size, size, 3)``
+    arrays they hold. Either is empty/None when the clip lacks that stream. ``segments``
+    is the number of segments both share.
     """
 
     clip: Clip
@@ -51,55 +69,137 @@ class Preparation:
     failures: list[tuple[Clip, str]]
 
 
-def _prepare_one(
-    clip: Clip,
-    media: MediaConfig,
-    features: FeatureConfig,
-    cache_root: str | None,
-    kinds: tuple[str, ...],
-    frames: bool,
-) -> PreparedClip:
-    from avsc_core.features import FeatureCache, file_features, file_frames
-    from avsc_core.features.files import feature_fingerprint
+@dataclass(frozen=True)
+class _Task:
+    """What every clip of one preparation gets (sent to the worker processes), with the
+    settings fingerprints of its entries (hashed once, not once per clip)."""
 
-    cache = FeatureCache(cache_root)
+    media: MediaConfig
+    features: FeatureConfig
+    root: str
+    kinds: tuple[str, ...]
+    frames: bool
+    spectrogram_fingerprint: str
+    frames_fingerprint: str
+
+    @classmethod
+    def of(cls, media: MediaConfig, features: FeatureConfig, root: str,
+           kinds: tuple[str, ...], frames: bool) -> _Task:
+        return cls(media, features, root, tuple(kinds), frames,
+                   feature_fingerprint(media, features), frames_fingerprint(media))
+
+    def clip_bytes(self, clip: Clip) -> int:
+        """A generous estimate of the cache space one 10-s segment of ``clip`` takes."""
+        size = 0
+        if clip.audio_path is not None and self.kinds:
+            frames = self.features.n_frames(self.media.segment_samples)
+            size += len(self.kinds) * (_BLOCK + spectrogram_bytes(
+                self.media.channels, self.features.n_bins, frames))
+        if clip.video_path is not None and self.frames:
+            size += _BLOCK + frames_bytes_estimate(self.media.frames_per_segment,
+                                                   self.media.frame_size)
+        return size
+
+
+def _prepare(clip: Clip, task: _Task, cache: FeatureCache) -> PreparedClip:
     segment_counts = []
     feature_paths: dict[str, Path] = {}
     frames_path = None
-    if clip.audio_path is not None and kinds:
+    if clip.audio_path is not None and task.kinds:
         try:
-            arrays = file_features(clip.audio_path, kinds, media, features, cache)
+            entries = cached_features(clip.audio_path, task.kinds, task.media, task.features,
+                                      cache)
         except NoAudioError:
             if clip.video_path is None:
                 raise
             # A video without sound still trains the visual branch.
         else:
-            fingerprint = feature_fingerprint(media, features)
-            for kind in kinds:
-                feature_paths[kind] = cache.entry(clip.audio_path, kind, fingerprint)
-            segment_counts.append(len(arrays[kinds[0]]))
-    if clip.video_path is not None and frames:
+            feature_paths = {kind: entry.path for kind, entry in entries.items()}
+            segment_counts.append(len(entries[task.kinds[0]]))
+    if clip.video_path is not None and task.frames:
         try:
-            array = file_frames(clip.video_path, media, cache)
+            entry = cached_frames(clip.video_path, task.media, cache)
         except NoVideoError:
             if not feature_paths:
                 raise
         else:
-            frames_path = cache.entry(clip.video_path, "frames", feature_fingerprint(media))
-            segment_counts.append(len(array))
+            frames_path = entry.path
+            segment_counts.append(len(entry))
     if not segment_counts:
         raise MediaError(clip.path, "nothing to learn from (no usable audio or video)")
     return PreparedClip(clip, min(segment_counts), feature_paths, frames_path)
+
+
+@functools.cache
+def _worker_cache(root: str) -> FeatureCache:
+    """The cache of a worker process, kept for all its clips (one index connection)."""
+    return FeatureCache(root)
+
+
+def _prepare_in_worker(clip: Clip, task: _Task) -> PreparedClip:
+    return _prepare(clip, task, _worker_cache(task.root))
+
+
+def _cached(clip: Clip, task: _Task, cache: FeatureCache) -> PreparedClip | None:
+    """The clip's entries when all of them are cached and its files' keys are known
+    without reading them; ``None`` when the clip must be prepared."""
+    counts = []
+    feature_paths: dict[str, Path] = {}
+    frames_path = None
+    wanted = []
+    if clip.audio_path is not None and task.kinds:
+        wanted += [(clip.audio_path, kind, task.spectrogram_fingerprint) for kind in task.kinds]
+    if clip.video_path is not None and task.frames:
+        wanted.append((clip.video_path, FRAMES, task.frames_fingerprint))
+    for path, name, fingerprint in wanted:
+        try:
+            key = cache.known_key(path)
+        except OSError:
+            return None  # the worker reports why the file cannot be read
+        entry = None if key is None else cache.open(path, name, fingerprint, key)
+        if entry is None:
+            return None
+        counts.append(len(entry))
+        if name == FRAMES:
+            frames_path = entry.path
+        else:
+            feature_paths[name] = entry.path
+    if not counts:
+        return None
+    return PreparedClip(clip, min(counts), feature_paths, frames_path)
+
+
+def _size(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} KB"
+
+
+def check_space(root: Path, needed: int, clips: int) -> None:
+    """Refuse to start when the disk holding the cache folder ``root`` has less than
+    ``needed`` bytes free (for ``clips`` clips)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise AvscError(
+            f"{root}: the feature cache needs about {_size(needed)} for {clips} clips and "
+            f"the disk has {_size(free)} free; free some space or choose another cache "
+            "folder (--cache-dir)"
+        )
 
 
 def prepare_clips(
     clips: list[Clip],
     media: MediaConfig,
     features: FeatureConfig,
-    cache_root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     kinds: tuple[str, ...] = FEATURE_KINDS,
     frames: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Preparation:
@@ -107,19 +207,52 @@ def prepare_clips(
 
     Parameters
     ----------
+    cache_dir : path, optional
+        The cache folder (:func:`avsc_core.features.default_cache_dir` when omitted).
     kinds : tuple of str
         Spectrogram kinds to compute (empty for none).
     frames : bool
         Whether to sample video frames.
-    jobs : int
-        Worker processes.
+    jobs : int, optional
+        Worker processes for the clips not cached yet; all cores when omitted.
     cancel : callable, optional
         Polled between clips; when it returns True, :class:`Cancelled` is raised.
+
+    Raises
+    ------
+    AvscError
+        Before any decoding, when the cache's disk lacks the space the clips not cached
+        yet need (one 10-s segment each: longer files need proportionally more).
     """
-    root = str(cache_root) if cache_root is not None else None
+    cache = FeatureCache(cache_dir)
+    try:
+        task = _Task.of(media, features, str(cache.root), kinds, frames)
+        return _prepare_all(clips, task, cache, jobs, progress, cancel)
+    finally:
+        cache.close()
+
+
+def _prepare_all(
+    clips: list[Clip],
+    task: _Task,
+    cache: FeatureCache,
+    jobs: int | None,
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+) -> Preparation:
     done: dict[int, PreparedClip] = {}
     failures: list[tuple[Clip, str]] = []
     total = len(clips)
+    todo = []
+    for i, clip in enumerate(clips):
+        found = _cached(clip, task, cache)
+        if found is None:
+            todo.append(i)
+        else:
+            done[i] = found
+    check_space(cache.root, sum(task.clip_bytes(clips[i]) for i in todo), len(todo))
+    if progress:
+        progress(Progress("prepare", len(done), total, {"cached": len(done)}))
 
     def record(index: int, result: PreparedClip | None, error: str | None) -> None:
         if result is not None:
@@ -136,21 +269,19 @@ def prepare_clips(
                 )
             )
 
-    if jobs <= 1 or total <= 1:
-        for i, clip in enumerate(clips):
+    workers = min(jobs or os.cpu_count() or 1, len(todo))
+    if workers <= 1:
+        for i in todo:
             if cancel and cancel():
                 raise Cancelled()
             try:
-                record(i, _prepare_one(clip, media, features, root, kinds, frames), None)
+                record(i, _prepare(clips[i], task, cache), None)
             except AvscError as exc:
                 record(i, None, str(exc))
     else:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = {
-                pool.submit(_prepare_one, clip, media, features, root, kinds, frames): i
-                for i, clip in enumerate(clips)
-            }
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(_prepare_in_worker, clips[i], task): i for i in todo}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     if cancel and cancel():

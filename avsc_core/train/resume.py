@@ -27,11 +27,19 @@ from typing import Any
 
 from avsc_core.errors import AvscError
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import StepState, TrainState
+from avsc_core.train.state import (
+    HEADS,
+    JOINT_STEP,
+    PHASE1,
+    PHASE2,
+    StepState,
+    TrainState,
+    phase1_step,
+    phase2_step,
+    step_parts,
+)
 
-JOINT_STEP = "joint"
-EMBEDDINGS_STEP = "phase2:embeddings"
-HEAD_STEPS = ("phase2:audio", "phase2:visual", "phase2:fused")
+HEAD_STEPS = tuple(phase2_step(head) for head in HEADS)
 
 # The command-line option of each setting, as messages name it; settings the command
 # line does not set keep their own name.
@@ -76,11 +84,6 @@ _JOINT_SHAPING = frozenset({
 })
 
 
-def phase1_step(backbone: str) -> str:
-    """The journal step of a Phase I backbone."""
-    return f"phase1/{backbone}"
-
-
 def wanted_config(
     saved: TrainConfig, config: TrainConfig | None, changes: Mapping[str, Any] | None
 ) -> TrainConfig:
@@ -110,7 +113,7 @@ def discarded_steps(state: TrainState, saved: TrainConfig, wanted: TrainConfig) 
     if wanted.strategy == "joint" or wanted.backbones == saved.backbones:
         return []
     dropped = [phase1_step(b) for b in saved.backbones if b not in wanted.backbones]
-    phase2 = [name for name in state.steps if name.startswith("phase2")]
+    phase2 = [name for name in state.steps if step_parts(name)[0] == PHASE2]
     return [name for name in dropped + phase2 if name in state.steps]
 
 
@@ -231,7 +234,7 @@ def _shaped_steps(name: str, config: TrainConfig) -> list[str]:
 def _describe(step: str) -> str:
     if step == JOINT_STEP:
         return "joint optimisation"
-    phase, _, model = step.replace(":", "/", 1).partition("/")
-    if phase == "phase1":
+    phase, model = step_parts(step)
+    if phase == PHASE1:
         return f"{model} (Phase I)"
     return f"the {model} head (Phase II)"

@@ -36,21 +36,24 @@ from avsc_core.outputs import check_output_folder
 from avsc_core.progress import Progress, ProgressCallback
 from avsc_core.train.prepare import Preparation, PreparedClip, prepare_clips
 from avsc_core.train.resume import (
-    EMBEDDINGS_STEP,
     check_resume,
     check_split_options,
     discarded_steps,
-    phase1_step,
     wanted_config,
 )
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import StepFiles, TrainState
+from avsc_core.train.state import (
+    DEFAULT_FRACTION,
+    EMBEDDINGS_STEP,
+    HEADS,
+    JOURNAL,
+    StepFiles,
+    TrainState,
+    phase1_step,
+)
 from avsc_core.train.validate import check_classes, check_prepared
 
 PHASES = ("1", "2")
-# The share of each class held out for validation, and for testing, unless told otherwise.
-DEFAULT_FRACTION = 0.15
-STATE = Path("training") / "state.json"
 EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
 # What a run writes into its folder besides the manifest (see the module docstring).
 RUN_FOLDERS = ("training", "backbones", "heads")
@@ -76,8 +79,8 @@ def _start(
 ) -> TrainState:
     """The journal of a new run at ``out``, written once every check has passed."""
     _refuse_complete(out)
-    if (out / STATE).exists():
-        if TrainState.load(out / STATE).has_work:
+    if (out / JOURNAL).exists():
+        if TrainState.load(out / JOURNAL).has_work:
             raise AvscError(
                 f"{out}: holds an interrupted training run; add --resume to continue it "
                 "or choose another --out"
@@ -89,7 +92,7 @@ def _start(
     if out.exists() and any(out.iterdir()):
         raise AvscError(f"{out}: folder exists and is not empty; choose another --out")
     state = TrainState(
-        out / STATE,
+        out / JOURNAL,
         {
             "config": config.to_dict(),
             "media": media.to_dict(),
@@ -110,9 +113,9 @@ def _resume(
 ) -> TrainState:
     """The journal of the interrupted run at ``out``, with the changes it can take."""
     _refuse_complete(out)
-    if not (out / STATE).exists():
+    if not (out / JOURNAL).exists():
         raise AvscError(f"{out}: no interrupted training run to resume")
-    state = TrainState.load(out / STATE)
+    state = TrainState.load(out / JOURNAL)
     check_split_options(out, state, split_options)
     saved = TrainConfig.from_dict(state.settings["config"])
     wanted = wanted_config(saved, config, changes)
@@ -155,7 +158,7 @@ def preparation_report(
     )
 
 
-def _segment_probabilities(
+def segment_probabilities(
     heads: dict[str, tuple[Path, list[str]]], embeddings, n_classes: int, kind: int
 ) -> dict[str, np.ndarray]:
     """Each head's answer for every segment row; NaN rows where a clip lacks its inputs."""
@@ -187,25 +190,28 @@ def _clip_answers(
     return {b: clip_probabilities(p) for b, p in with_fallback(segments).items()}
 
 
-def _training_metrics(
-    heads: dict[str, tuple[Path, list[str]]],
+def training_metrics(
+    segment_probs: dict[str, np.ndarray],
     embeddings,
     clips: Sequence[PreparedClip],
     classes: Sequence[str],
-    config: TrainConfig,
+    temperatures: dict[str, float],
 ) -> dict[str, Any]:
     """Clip-level metrics of each branch on the validation and test splits, scored like
-    ``avsc evaluate`` scores them (:func:`~avsc_core.evaluation.metrics.score_clips`)."""
-    segment_probs = _segment_probabilities(
-        heads, embeddings, len(classes), config.embedding_type
-    )
+    ``avsc evaluate`` scores them (:func:`~avsc_core.evaluation.metrics.score_clips`):
+    calibrated with ``temperatures``, and before calibration."""
+    from avsc_core.train.calibrate import scale_segments
+
+    scaled = scale_segments(segment_probs, temperatures)
     lookup = {c: i for i, c in enumerate(classes)}
     result: dict[str, Any] = {}
     for split in ("val", "test"):
         members = [i for i, c in enumerate(clips) if c.clip.split == split]
         labels = [lookup[clips[i].clip.label] for i in members]
-        answers = [_clip_answers(segment_probs, embeddings.clip_index == i) for i in members]
-        result[split] = {"n": len(members), "branches": score_clips(labels, answers, classes)}
+        answers = [_clip_answers(scaled, embeddings.clip_index == i) for i in members]
+        raw = [_clip_answers(segment_probs, embeddings.clip_index == i) for i in members]
+        result[split] = {"n": len(members),
+                         "branches": score_clips(labels, answers, classes, raw)}
     return result
 
 
@@ -219,6 +225,7 @@ def _write_manifest(
     preparation_failures: list,
     devices: int,
     parts: dict[str, tuple[str, str]],
+    trust: dict[str, dict[str, Any]],
 ) -> None:
     import keras
 
@@ -260,6 +267,7 @@ def _write_manifest(
         "dataset": state.settings["dataset"],
         "skipped_clips": [{"file": str(c.path), "reason": r} for c, r in preparation_failures],
         "metrics": metrics,
+        **trust,  # "calibration" and "unfamiliar" (avsc_core.train.calibrate)
         "history": {k: v.history for k, v in state.steps.items()},
     }
     write_json(out / MANIFEST, manifest)
@@ -294,8 +302,9 @@ def train_model(
     resume: bool = False,
     changes: Mapping[str, Any] | None = None,
     phases: Sequence[str] = PHASES,
-    jobs: int = 1,
+    jobs: int | None = None,
     devices: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
@@ -324,6 +333,11 @@ def train_model(
     phases : sequence of str
         ``("1",)`` stops after Phase I; a later call with ``resume`` and ``phases=("2",)``
         completes it.
+    jobs : int, optional
+        Processes decoding clips into the cache (all cores when omitted).
+    cache_dir : path, optional
+        The feature cache folder (:func:`~avsc_core.features.default_cache_dir` when
+        omitted).
 
     Returns
     -------
@@ -355,7 +369,7 @@ def train_model(
         else:
             state = _start(out, config, media or MediaConfig(), features or FeatureConfig(),
                            dataset, split)
-        return _run(data, out, state, phases, jobs, devices, progress, cancel)
+        return _run(data, out, state, phases, jobs, devices, cache_dir, progress, cancel)
 
 
 def _run(
@@ -363,8 +377,9 @@ def _run(
     out: Path,
     state: TrainState,
     phases: Sequence[str],
-    jobs: int,
+    jobs: int | None,
     devices: Sequence[str] | None,
+    cache_dir: str | Path | None,
     progress: ProgressCallback | None,
     cancel: Callable[[], bool] | None,
 ) -> Path:
@@ -385,6 +400,7 @@ def _run(
         dataset.clips,
         media,
         features,
+        cache_dir,
         kinds=kinds,
         frames=frames,
         jobs=jobs,
@@ -420,7 +436,15 @@ def _run(
             return out
         backbone_files, head_files, embeddings = trained
 
-    metrics = _training_metrics(head_files, embeddings, clips, classes, config)
+    from avsc_core.train.calibrate import calibrate
+
+    segment_probs = segment_probabilities(
+        head_files, embeddings, len(classes), config.embedding_type
+    )
+    trust = calibrate(out, segment_probs, embeddings, clips, classes)
+    metrics = training_metrics(
+        segment_probs, embeddings, clips, classes, trust["calibration"]["temperatures"]
+    )
     _write_manifest(
         out,
         state,
@@ -431,6 +455,7 @@ def _run(
         preparation.failures,
         distribution.num_replicas_in_sync,
         parts,
+        trust,
     )
     shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
     (out / EMBEDDINGS_CACHE).unlink(missing_ok=True)
@@ -533,7 +558,7 @@ def _train_two_phase(
     if missing:
         raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
 
-    from avsc_core.train.phase2 import HEADS, head_inputs, train_head
+    from avsc_core.train.phase2 import head_inputs, train_head
 
     embeddings = _cached_embeddings(out, state, backbone_files, clips, parts, progress, cancel)
     head_files = {}

@@ -1,22 +1,72 @@
-"""The resume journal of a training run.
+"""The resume journal of a training run, and the names of its steps.
 
 ``<bundle>/training/state.json`` records what is finished: each Phase I backbone's
-completed epochs, best epoch and history, and the same for each Phase II head. It is
-rewritten atomically after every epoch, next to a checkpoint of that epoch, so a run
-killed at any moment resumes from its last completed epoch.
+completed epochs, best epoch and history, and the same for each Phase II head (or for
+joint optimisation). It is rewritten atomically after every epoch, next to a checkpoint
+of that epoch, so a run killed at any moment resumes from its last completed epoch.
+
+A step is named ``<phase>:<model>`` (:func:`phase1_step`, :func:`phase2_step`) or
+:data:`JOINT_STEP`; the trainers report their progress under the same names, and the
+bundle's ``history`` keeps them. Journals written before this spelling named Phase I
+steps ``phase1/<backbone>``: :class:`TrainState` renames them as it reads them.
+
+:func:`read_journal` is how anyone watching a run (the app) reads the journal.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avsc_core.atomic import write_json
+from avsc_core.bundle.manifest import MANIFEST
 from avsc_core.errors import AvscError
 
 STATE_VERSION = 1
+# Where a run folder keeps its journal.
+JOURNAL = Path("training") / "state.json"
+# The share of each class a new run holds out for validation, and for testing, when the
+# data does not split itself; the journal records the fractions a run was started with.
+# Defined here rather than in run.py so that the app reads it without loading TensorFlow.
+DEFAULT_FRACTION = 0.15
+
+PHASE1 = "phase1"
+PHASE2 = "phase2"
+JOINT_STEP = "joint"
+# The Phase II heads, in the order they are trained.
+HEADS = ("audio", "visual", "fused")
+_SEPARATOR = ":"
+# How journals before the common spelling separated Phase I steps' parts.
+_OLD_PHASE1_PREFIX = f"{PHASE1}/"
+
+
+def phase1_step(backbone: str) -> str:
+    """The step that trains Phase I backbone ``backbone``: ``phase1:<backbone>``."""
+    return f"{PHASE1}{_SEPARATOR}{backbone}"
+
+
+def phase2_step(part: str) -> str:
+    """The Phase II step ``part`` (a head, or ``embeddings``): ``phase2:<part>``."""
+    return f"{PHASE2}{_SEPARATOR}{part}"
+
+
+EMBEDDINGS_STEP = phase2_step("embeddings")
+
+
+def step_parts(step: str) -> tuple[str, str]:
+    """``(phase, model)`` of a step name: ``("phase1", "aud-mel")``; ``("joint", "")``."""
+    phase, _, model = step.partition(_SEPARATOR)
+    return phase, model
+
+
+def canonical_step(name: str) -> str:
+    """``name`` in today's spelling: ``phase1/<backbone>`` becomes ``phase1:<backbone>``."""
+    if name.startswith(_OLD_PHASE1_PREFIX):
+        return phase1_step(name.removeprefix(_OLD_PHASE1_PREFIX))
+    return name
 
 
 @dataclass(frozen=True)
@@ -29,10 +79,10 @@ class StepFiles:
 
     @classmethod
     def of(cls, workdir: Path, step: str) -> StepFiles:
-        """The files of journal step ``step`` (``"phase1/<backbone>"``, ``"phase2:<head>"``)."""
-        phase, _, model = step.replace(":", "/", 1).partition("/")
+        """The files of journal step ``step`` (``"phase1:<backbone>"``, ``"phase2:<head>"``)."""
+        phase, model = step_parts(step)
         checkpoints = workdir / "training" / "checkpoints"
-        if phase == "phase1":
+        if phase == PHASE1:
             folder, prefix = workdir / "backbones", ""
         else:
             folder, prefix = workdir / "heads", "head-"
@@ -61,11 +111,19 @@ class StepState:
 
 @dataclass
 class TrainState:
-    """Everything a resumed run needs to know."""
+    """Everything a resumed run needs to know.
+
+    Step names are kept in today's spelling (:func:`canonical_step`), however the steps
+    were given: an interrupted run from before the common spelling resumes, and its
+    journal is rewritten with the new names at its next save.
+    """
 
     path: Path
     settings: dict[str, Any]
     steps: dict[str, StepState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.steps = {canonical_step(name): step for name, step in self.steps.items()}
 
     def step(self, name: str) -> StepState:
         return self.steps.setdefault(name, StepState())
@@ -91,7 +149,69 @@ class TrainState:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise AvscError(f"{path}: cannot read the training journal ({exc})") from exc
-        if data.get("version") != STATE_VERSION:
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise AvscError(f"{path}: training journal of an unknown version")
-        steps = {k: StepState(**v) for k, v in data.get("steps", {}).items()}
+        try:
+            steps = {k: StepState(**v) for k, v in data.get("steps", {}).items()}
+        except (AttributeError, TypeError) as exc:
+            raise AvscError(f"{path}: damaged training journal ({exc})") from exc
         return cls(path, data.get("settings", {}), steps)
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """What the journal says of one step.
+
+    Attributes
+    ----------
+    epochs_done : int
+        Epochs completed (and checkpointed).
+    finished : bool
+        The step is done; a resumed run skips it.
+    history : tuple of dict
+        One entry per completed epoch: ``epoch`` and its metrics (``loss``,
+        ``accuracy``, ``val_loss``, ...; see :func:`~avsc_core.train.history.epoch_metric`).
+    """
+
+    epochs_done: int
+    finished: bool
+    history: tuple[Mapping[str, float], ...]
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    """What the training journal of a run folder says, for someone watching the run.
+
+    Attributes
+    ----------
+    steps : mapping
+        Step name (:func:`phase1_step`, :func:`phase2_step`, :data:`JOINT_STEP`, in
+        today's spelling) -> :class:`StepSummary`, in the order the steps started.
+    interrupted : bool
+        The folder holds a run that did not write its bundle yet, which
+        ``train_model(..., resume=True)`` continues.
+    """
+
+    steps: Mapping[str, StepSummary]
+    interrupted: bool
+
+
+def read_journal(out: str | Path) -> JournalSummary | None:
+    """The journal of the training run in folder ``out``.
+
+    Returns
+    -------
+    JournalSummary or None
+        ``None`` when ``out`` holds no journal this version can read (none, a damaged
+        one, one of another version); a run started there reports why.
+    """
+    out = Path(out)
+    try:
+        state = TrainState.load(out / JOURNAL)
+    except AvscError:
+        return None
+    steps = {
+        name: StepSummary(step.epochs_done, step.finished, tuple(step.history))
+        for name, step in state.steps.items()
+    }
+    return JournalSummary(steps, interrupted=not (out / MANIFEST).exists())

@@ -1,0 +1,563 @@
+"""The training wizard's first four pages; each owns its widgets and says what is wrong.
+
+:class:`DatasetPage` (what to train on), :class:`CheckPage` (the dataset check, in a
+thread), :class:`SettingsPage` (how to train, where to save: a
+:class:`~app.train_form.TrainForm`) and :class:`TrainPage` (the training process and its
+live curves). The last page is :class:`~app._qt.train_results.ResultsPage`;
+:class:`~app._qt.train_view.TrainView` leads from one to the next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import child
+from app._qt.plots import CurvesPlot
+from app._qt.tasks import ProcessTask, Task, ThreadTask
+from app.paths import models_dir
+from app.settings import AppSettings
+from app.timing import format_seconds
+from app.train_form import (
+    LAYOUT_CHOICES,
+    PRESET_CHOICES,
+    SPLIT_NOTE,
+    WEIGHT_CHOICES,
+    TrainForm,
+    form_to_config,
+    saved_form,
+    with_preset,
+    with_strategy,
+)
+from app.training import TrainingReport, TrainJob, interrupted_run, stage_title
+from avsc_core.train import ALL_BACKBONES, FUSIONS, STRATEGIES
+
+log = logging.getLogger(__name__)
+
+REFRESH_MS = 300
+SPLITS = ("train", "val", "test")
+MAX_EPOCHS = 1000
+MAX_BATCH = 4096
+
+
+def _mono(widget: QWidget) -> None:
+    font = QFont("monospace")
+    font.setStyleHint(QFont.StyleHint.TypeWriter)
+    widget.setFont(font)
+
+
+def _spin(maximum: int, minimum: int = 0) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(minimum, maximum)
+    return spin
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    """The widgets side by side, the first one stretched."""
+    row = QHBoxLayout()
+    for index, widget in enumerate(widgets):
+        row.addWidget(widget, 1 if index == 0 else 0)
+    return row
+
+
+class DatasetPage(QWidget):
+    """Step 1: the dataset (a folder, a CSV file or a TAU 2021 folder) and its layout."""
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.data_edit = QLineEdit(settings.folders.get("dataset", ""))
+        self.data_edit.setPlaceholderText("a dataset folder, a CSV file or a TAU 2021 folder")
+        folder = QPushButton("Folder...")
+        folder.clicked.connect(self._choose_folder)
+        csv = QPushButton("CSV file...")
+        csv.clicked.connect(self._choose_csv)
+        self.layout_combo = QComboBox()
+        self.layout_combo.addItems(LAYOUT_CHOICES)
+        form = QFormLayout()
+        form.addRow("Dataset", _row(self.data_edit, folder, csv))
+        form.addRow("Layout", self.layout_combo)
+        help_text = QLabel(
+            "<p>Supported layouts:</p><ul>"
+            "<li><b>folders</b>: one folder per class, <code>ROOT/&lt;class&gt;/&lt;files&gt;"
+            "</code>;</li>"
+            "<li><b>csv</b>: a CSV with header <code>path,label[,split]</code>, paths relative "
+            "to the CSV;</li>"
+            "<li><b>tau2021</b>: the TAU Urban Audio-Visual Scenes 2021 development folder "
+            "(<code>meta.csv</code>, <code>audio/</code>, <code>video/</code>, "
+            "<code>evaluation_setup/</code>).</li></ul>"
+            f"<p><b>auto</b> detects which. {SPLIT_NOTE}</p>")
+        help_text.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(help_text)
+        layout.addStretch(1)
+
+    @property
+    def data(self) -> str:
+        return self.data_edit.text().strip()
+
+    @property
+    def dataset_layout(self) -> str:
+        """The chosen layout (``QWidget.layout`` is the page's Qt layout)."""
+        return self.layout_combo.currentText()
+
+    def problem(self) -> str | None:
+        """Why the wizard cannot go on from this page, or ``None``."""
+        return None if self.data else "Choose a dataset folder or CSV file first."
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder",
+                                                self.settings.folder("dataset"))
+        if path:
+            self.data_edit.setText(path)
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Dataset CSV", self.settings.folder(
+            "dataset"), "CSV files (*.csv);;All files (*)")
+        if path:
+            self.data_edit.setText(path)
+
+
+def _check_job(path: str, layout: str, *, send, cancel):
+    from avsc_core.datasets import check_dataset, load_dataset
+
+    dataset = load_dataset(path, layout)
+    return check_dataset(dataset, progress=lambda event: send("progress", event), cancel=cancel)
+
+
+class CheckPage(QWidget):
+    """Step 2: the dataset check, in a thread: clips per class and split, problem files.
+
+    Signals
+    -------
+    failed(str)
+        The dataset cannot be read: why, in one line.
+    finished()
+        The check ended (done, failed or cancelled).
+    """
+
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.report: Any = None  # the DatasetReport of the last check that succeeded
+        self.task: Task | None = None
+        self.title = QLabel("")
+        self.title.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.counts_table = QTableWidget()
+        self.counts_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.problems = QPlainTextEdit()
+        self.problems.setReadOnly(True)
+        _mono(self.problems)
+        grid = QHBoxLayout()
+        grid.addWidget(self.counts_table, 1)
+        grid.addWidget(self.problems, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.progress)
+        layout.addLayout(grid, 1)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    @property
+    def usable(self) -> bool:
+        """Whether the checked dataset can train a model: two classes with training clips."""
+        report = self.report
+        if report is None:
+            return False
+        return len(report.dataset.classes) >= 2 and sum(report.counts["train"].values()) > 0
+
+    def start(self, data: str, layout: str) -> None:
+        """Check the dataset at ``data``, stopping a check still running."""
+        self.cancel()
+        self.report = None
+        self.title.setText(f"Checking {data} ...")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.counts_table.clear()
+        self.counts_table.setRowCount(0)
+        self.problems.setPlainText("")
+        task = ThreadTask(_check_job, data, layout, parent=self)
+        # Only the latest check speaks: the user may have gone back and chosen another.
+        task.progress.connect(lambda event: self._show_progress(event)
+                              if task is self.task else None)
+        task.result.connect(lambda report: self._show(report) if task is self.task else None)
+        task.failed.connect(lambda message: self._fail(message) if task is self.task else None)
+        task.finished.connect(lambda: self._end() if task is self.task else None)
+        self.task = task.start()
+
+    def cancel(self) -> None:
+        if self.running:
+            self.task.cancel()
+
+    def _show_progress(self, event) -> None:
+        if event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.done)
+
+    def _fail(self, message: str) -> None:
+        self.title.setText("The dataset cannot be used.")
+        self.failed.emit(message)
+
+    def _end(self) -> None:
+        self.progress.hide()
+        self.finished.emit()
+
+    def _show(self, report) -> None:
+        self.report = report
+        dataset = report.dataset
+        self.title.setText(
+            f"<b>{dataset.root}</b> ({dataset.layout} layout): {len(dataset.clips)} clips, "
+            f"{len(dataset.classes)} classes, {report.total_seconds / 60:.1f} min of media")
+        table = self.counts_table
+        table.setColumnCount(len(SPLITS) + 1)
+        table.setHorizontalHeaderLabels([*SPLITS, "total"])
+        table.setRowCount(len(dataset.classes))
+        table.setVerticalHeaderLabels(dataset.classes)
+        for row, name in enumerate(dataset.classes):
+            counts = [report.counts[s][name] for s in SPLITS]
+            for col, value in enumerate([*counts, sum(counts)]):
+                item = QTableWidgetItem(str(value))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                table.setItem(row, col, item)
+        table.resizeColumnsToContents()
+        lines = []
+        sections = [
+            ("Unreadable files (not used)", [f"{dataset.relative(p)}: {why}"
+                                             for p, why in report.unreadable]),
+            ("Without a sound track (visual branch only)",
+             [dataset.relative(p) for p in report.no_audio]),
+            ("Without video (audio branch only)", [dataset.relative(p) for p in report.no_video]),
+            ("Warnings", list(dataset.warnings)),
+        ]
+        for title, items in sections:
+            if items:
+                lines += [f"{title}: {len(items)}", *[f"  {i}" for i in items], ""]
+        if not self.usable:
+            lines.insert(0, "Training needs at least two classes with training clips.\n")
+        self.problems.setPlainText("\n".join(lines) or "No problems found.")
+
+
+class SettingsPage(QWidget):
+    """Step 3: the training settings and the model's folder, as a
+    :class:`~app.train_form.TrainForm`; starts with the last training's settings."""
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self._suggested_out = ""
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(PRESET_CHOICES)
+        self.preset_combo.setToolTip("paper: the published network sizes (needs a GPU); "
+                                     "tiny: small networks that train in minutes on a CPU")
+        self.strategy_combo = QComboBox()
+        self.strategy_combo.addItems(STRATEGIES)
+        self.strategy_combo.setToolTip("two-phase: five backbones one by one, then a fusion "
+                                       "layer (Pham et al.); joint: an acoustic encoder and "
+                                       "image layers trained with the classifier (Chen et al.)")
+        self.fusion_combo = QComboBox()
+        self.fusion_combo.addItems(FUSIONS)
+        self.backbone_checks = {name: QCheckBox(name) for name in ALL_BACKBONES}
+        backbones = QHBoxLayout()
+        for check in self.backbone_checks.values():
+            backbones.addWidget(check)
+        backbones.addStretch(1)
+        self.phase1_spin = _spin(MAX_EPOCHS)
+        self.phase2_spin = _spin(MAX_EPOCHS)
+        self.joint_spin = _spin(MAX_EPOCHS)
+        self.batch_spin = _spin(MAX_BATCH, minimum=1)
+        self.weights_combo = QComboBox()
+        self.weights_combo.addItems(WEIGHT_CHOICES)
+        self.weights_combo.setEditable(True)
+        self.weights_combo.setToolTip("ImageNet weights, none (from scratch), or a weights "
+                                      "file; the tiny preset always starts from scratch")
+        weights_file = QPushButton("File...")
+        weights_file.clicked.connect(self._choose_weights)
+        self.out_edit = QLineEdit()
+        self.out_edit.textChanged.connect(self._out_changed)
+        out_button = QPushButton("Folder...")
+        out_button.clicked.connect(self._choose_out)
+        self.resume_check = QCheckBox("Resume the interrupted training run in this folder")
+        self.resume_check.setEnabled(False)
+        # The form field each widget shows, to grey out what the strategy ignores.
+        self._fields: dict[str, list[QWidget]] = {
+            "fusion": [self.fusion_combo],
+            "backbones": list(self.backbone_checks.values()),
+            "phase1_epochs": [self.phase1_spin],
+            "phase2_epochs": [self.phase2_spin],
+            "joint_epochs": [self.joint_spin],
+        }
+        form = QFormLayout(self)
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Strategy", self.strategy_combo)
+        form.addRow("Fusion", self.fusion_combo)
+        form.addRow("Backbones", backbones)
+        form.addRow("Phase I epochs (per backbone)", self.phase1_spin)
+        form.addRow("Phase II epochs (per head)", self.phase2_spin)
+        form.addRow("Epochs (joint optimisation)", self.joint_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Visual weights", _row(self.weights_combo, weights_file))
+        form.addRow("Save the model in", _row(self.out_edit, out_button))
+        form.addRow("", self.resume_check)
+        self.show_form(saved_form(settings.training))
+        self.preset_combo.currentTextChanged.connect(
+            lambda preset: self.show_form(with_preset(self.form(), preset)))
+        self.strategy_combo.currentTextChanged.connect(
+            lambda strategy: self.show_form(with_strategy(self.form(), strategy)))
+
+    def form(self, data: str = "", layout: str = "auto") -> TrainForm:
+        """What the page shows, with the dataset chosen on the first page."""
+        return TrainForm(
+            preset=self.preset_combo.currentText(),
+            strategy=self.strategy_combo.currentText(),
+            fusion=self.fusion_combo.currentText(),
+            backbones=tuple(n for n, c in self.backbone_checks.items() if c.isChecked()),
+            phase1_epochs=self.phase1_spin.value(),
+            phase2_epochs=self.phase2_spin.value(),
+            joint_epochs=self.joint_spin.value(),
+            batch_size=self.batch_spin.value(),
+            visual_weights=self.weights_combo.currentText(),
+            data=data,
+            layout=layout,
+            out=self.out_edit.text().strip(),
+            resume=self.resume_check.isChecked(),
+        )
+
+    def show_form(self, form: TrainForm) -> None:
+        """Show ``form``'s settings, folder and resume choice (its dataset is not here)."""
+        # Showing a preset or a strategy must not apply its defaults over the form's values.
+        with QSignalBlocker(self.preset_combo), QSignalBlocker(self.strategy_combo):
+            self.preset_combo.setCurrentText(form.preset)
+            self.strategy_combo.setCurrentText(form.strategy)
+        self.fusion_combo.setCurrentText(form.fusion)
+        for name, check in self.backbone_checks.items():
+            check.setChecked(name in form.backbones)
+        self.phase1_spin.setValue(form.phase1_epochs)
+        self.phase2_spin.setValue(form.phase2_epochs)
+        self.joint_spin.setValue(form.joint_epochs)
+        self.batch_spin.setValue(form.batch_size)
+        self.weights_combo.setCurrentText(form.visual_weights)
+        if self.out_edit.text().strip() != form.out:
+            self.out_edit.setText(form.out)  # offers resume when the folder holds a run
+        self.resume_check.setChecked(form.resume and self.resume_check.isEnabled())
+        for name, widgets in self._fields.items():
+            for widget in widgets:
+                widget.setEnabled(not form.unused(name))
+
+    def problem(self) -> str | None:
+        """Why training cannot start with these settings, or ``None``."""
+        try:
+            form_to_config(self.form())
+        except ValueError as exc:
+            return f"Settings: {exc}"
+        if not self.out_edit.text().strip():
+            return "Choose where to save the model."
+        return None
+
+    def suggest_out(self, data: str) -> None:
+        """A new folder under the models dir, named after ``data``, unless the user chose
+        one (or one to resume)."""
+        current = self.out_edit.text().strip()
+        if current and (current != self._suggested_out or interrupted_run(current)):
+            return
+        name = Path(data or "model").stem or "model"
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self._suggested_out = str(models_dir() / f"{name}-{stamp}")
+        self.out_edit.setText(self._suggested_out)
+
+    def _out_changed(self, text: str) -> None:
+        resumable = bool(text.strip()) and interrupted_run(text.strip())
+        self.resume_check.setEnabled(resumable)
+        self.resume_check.setChecked(resumable)
+
+    def _choose_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Visual weights", self.settings.folder(
+            "weights"), "Weights (*.h5 *.keras *.weights.h5);;All files (*)")
+        if path:
+            self.weights_combo.setCurrentText(path)
+
+    def _choose_out(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Save the model in",
+                                                str(Path(self.out_edit.text()).parent))
+        if path:
+            self.out_edit.setText(path)
+
+
+class TrainPage(QWidget):
+    """Step 4: one training run in its own process (see :mod:`app.jobs`), with its step,
+    time left and loss and accuracy curves; cancel, and resume what was cut short.
+
+    Signals
+    -------
+    trained(dict)
+        The run wrote its bundle: :func:`app.child.train`'s result.
+    failed(str)
+        The run stopped on an error, in one line.
+    cancelled()
+        The run stopped when asked; its finished epochs are saved.
+    finished(str)
+        After each of those: ``"result"``, ``"error"`` or ``"cancelled"``.
+    """
+
+    trained = Signal(dict)
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.job: TrainJob | None = None
+        self.task: Task | None = None
+        self.training = TrainingReport()
+        # Progress arrives faster than anyone reads it (Phase II epochs take a fraction
+        # of a second): the page is redrawn at most every REFRESH_MS.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setInterval(REFRESH_MS)
+        self._refresh_timer.timeout.connect(self._refresh_if_changed)
+        self._changed = self._curves_changed = False
+        self.title = QLabel("")
+        title_font = QFont()
+        title_font.setPointSize(12)
+        title_font.setBold(True)
+        self.title.setFont(title_font)
+        self.status = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.eta_label = QLabel("")
+        self.loss_plot = CurvesPlot("loss", "Loss (solid: training, dashed: validation)")
+        self.accuracy_plot = CurvesPlot("accuracy", "Accuracy")
+        self.notes = QPlainTextEdit()
+        self.notes.setReadOnly(True)
+        self.notes.setMaximumHeight(70)
+        self.notes.hide()
+        self.cancel_button = QPushButton("Cancel training")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue from the last finished epoch")
+        self.resume_button.hide()
+        row = _row(self.progress, self.eta_label, self.cancel_button, self.resume_button)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.accuracy_plot)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.status)
+        layout.addLayout(row)
+        layout.addLayout(plots, 1)
+        layout.addWidget(self.notes)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def resumed_job(self) -> TrainJob | None:
+        """The last job, to continue from its last finished epoch."""
+        return None if self.job is None else dataclasses.replace(self.job, resume=True)
+
+    def start(self, job: TrainJob, title: str) -> None:
+        """Run ``job`` in a training process and show its progress (none may be running)."""
+        self.job = job
+        self.training = TrainingReport()
+        if job.resume:
+            self.training.load_history(job.out)
+        self.title.setText(f"{title}: {Path(job.out).name}")
+        self.notes.clear()
+        self.notes.hide()
+        self.resume_button.hide()
+        self.cancel_button.setEnabled(True)
+        self._refresh()
+        task = ProcessTask(child.train, (job,), "training", parent=self)
+        task.progress.connect(self._on_progress)
+        task.result.connect(self._on_trained)
+        task.failed.connect(self._on_failed)
+        task.cancelled.connect(self._on_cancelled)
+        task.finished.connect(self._on_finished)
+        self.task = task.start()
+        self._refresh_timer.start()
+        log.info("training %s -> %s (resume %s)", job.data, job.out, job.resume)
+
+    def cancel(self) -> None:
+        if self.running:
+            self.task.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Stopping after the current batch...")
+
+    def _on_progress(self, event) -> None:
+        self.training.update(event)
+        self._changed = True
+        self._curves_changed |= event.info.get("event") == "epoch"
+
+    def _refresh_if_changed(self) -> None:
+        if self._changed:
+            self._refresh(curves=self._curves_changed)
+            self._changed = self._curves_changed = False
+
+    def _refresh(self, curves: bool = True) -> None:
+        report = self.training
+        self.status.setText(report.status)
+        self.progress.setValue(int(report.fraction * 1000))
+        self.eta_label.setText(f"this step: {format_seconds(report.eta)} left"
+                               if report.eta is not None else "")
+        if report.notes:
+            self.notes.setPlainText("\n".join(report.notes))
+            self.notes.show()
+        if curves:
+            self.loss_plot.set_curves(report.curves)
+            self.accuracy_plot.set_curves(report.curves)
+
+    def _stop_refreshing(self) -> None:
+        """Show the last progress now; the outcome's message comes after it."""
+        self._refresh_timer.stop()
+        self._refresh_if_changed()
+
+    def _on_trained(self, payload: dict[str, Any]) -> None:
+        self._stop_refreshing()
+        self.trained.emit(payload)
+
+    def _on_failed(self, message: str) -> None:
+        self._stop_refreshing()
+        stage = self.training.stage
+        self.status.setText(f"Failed during: {stage_title(stage)}" if stage else "Failed")
+        self.failed.emit(message)
+
+    def _on_cancelled(self) -> None:
+        self._stop_refreshing()
+        self.status.setText("Cancelled")
+        self.cancelled.emit()
+
+    def _on_finished(self) -> None:
+        self._stop_refreshing()
+        outcome = (self.task.outcome if self.task else None) or "error"
+        self.cancel_button.setEnabled(False)
+        self.resume_button.setVisible(
+            outcome != "result" and self.job is not None and interrupted_run(self.job.out))
+        self.finished.emit(outcome)

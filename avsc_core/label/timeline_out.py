@@ -1,0 +1,73 @@
+"""A labelling run's answers over time: segments CSV, WebVTT captions, Audacity tracks.
+
+The same writers as ``classify`` (:mod:`avsc_core.timeline`), with file names relative to
+the labelled folder, keeping its subfolders (two folders of an archive may both hold
+``clip.mp4``). A file's segment rows and sidecars are written before its label row: a
+crash in between leaves segment rows of a file with no label row, which a resumed run
+drops (:class:`~avsc_core.timeline.SegmentsCsv` keeps only the rows of the files already
+in the labels CSV) and writes again; the other way round, a file would keep its label
+row and lose its segments for good.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avsc_core.outputs import check_output_file, check_output_folder
+from avsc_core.timeline import SegmentsCsv, segment_rows, sidecar_path, write_audacity, write_vtt
+
+if TYPE_CHECKING:
+    from avsc_core.inference.classify import ClassifyResult
+
+
+def check_timeline_outputs(
+    segments_csv: Path | None, vtt_dir: Path | None, audacity_dir: Path | None
+) -> None:
+    """Refuse unwritable outputs before any work (see :mod:`avsc_core.outputs`)."""
+    if segments_csv is not None:
+        check_output_file(segments_csv, "segments CSV")
+    for folder, what in ((vtt_dir, "captions folder"), (audacity_dir, "label-track folder")):
+        if folder is not None:
+            check_output_folder(folder, what)
+
+
+class TimelineOutputs:
+    """Writes each labelled file's answers over time where asked.
+
+    Parameters
+    ----------
+    segments_csv, vtt_dir, audacity_dir : Path, optional
+        As ``--segments``, ``--vtt`` and ``--audacity``; ``None`` writes nothing.
+    keep : set of str
+        Files (relative paths) whose rows an earlier run wrote and that stay labelled: the
+        segments CSV keeps their rows and drops the others'. Empty for a new run.
+    """
+
+    def __init__(
+        self,
+        segments_csv: Path | None,
+        vtt_dir: Path | None,
+        audacity_dir: Path | None,
+        keep: set[str],
+    ):
+        self.vtt_dir = vtt_dir
+        self.audacity_dir = audacity_dir
+        self.csv = SegmentsCsv(segments_csv, keep=keep) if segments_csv is not None else None
+
+    def add(self, file: str, result: ClassifyResult) -> None:
+        """Write the answers over time of ``file`` (relative to the labelled folder)."""
+        if self.csv is None and self.vtt_dir is None and self.audacity_dir is None:
+            return
+        rows = segment_rows(result.to_dict(), file=file)
+        if self.csv is not None:
+            self.csv.add(rows)
+        if self.vtt_dir is not None:
+            write_vtt(sidecar_path(self.vtt_dir, file, ".vtt"), rows)
+        if self.audacity_dir is not None:
+            write_audacity(sidecar_path(self.audacity_dir, file, ".txt"), rows)
+
+    def close(self) -> None:
+        if self.csv is not None:
+            self.csv.close()
+            self.csv = None
