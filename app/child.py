@@ -112,6 +112,20 @@ def label(
     }
 
 
+def adapt(
+    model: str, labels_csv: str, out: str, cache_dir: str | None,
+    *, send: Send, cancel: Cancel,
+) -> dict[str, Any]:
+    """New heads for ``model`` learnt from the reviewed rows of ``labels_csv``, at ``out``;
+    returns the new bundle's folder and what ``avsc adapt`` prints about it."""
+    from avsc_core.adapt import adapt_model
+    from avsc_core.cli.adapt import format_summary
+
+    summary = adapt_model(model, labels_csv, out, cache_dir=cache_dir,
+                          progress=lambda event: send("progress", event), cancel=cancel)
+    return {"model": str(summary.out), "summary": format_summary(summary)}
+
+
 def _make_sample_data(job: TrainJob, send: Send, cancel: Cancel) -> None:
     """Write the sample dataset unless the same one is already complete there."""
     import json

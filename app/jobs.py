@@ -1,4 +1,5 @@
-"""Work that runs in other processes: decoding, classification, training, labelling.
+"""Work that runs in other processes: decoding, classification, training, labelling,
+adapting a model to reviewed labels.
 
 The GUI process only draws. Importing TensorFlow, or librosa's numba, holds the
 interpreter lock for up to a second at a time (measured: 0.57 s and 0.8 s stalls of the
@@ -7,8 +8,8 @@ down; so that work runs in processes started with ``spawn`` (TensorFlow must not
 forked). They talk back through a queue of :class:`Message`, which the GUI polls from
 its event loop without ever blocking.
 
-- :class:`JobProcess`: one job, one process (training, labelling a folder). Cancel sets an
-  event that the job's ``cancel`` callable reads.
+- :class:`JobProcess`: one job, one process (training, labelling a folder, adapting).
+  Cancel sets an event that the job's ``cancel`` callable reads.
 - :class:`WorkerServer`: a long-lived process serving requests one after another: the
   ``"media"`` one reads files for display, the ``"classifier"`` one keeps the model loaded.
 

@@ -1,5 +1,5 @@
 """Settings that persist between sessions: current model, recent files, last folders,
-the window's size.
+the window's size, where the review of a labels CSV stopped.
 
 Stored as JSON in the user config dir, written atomically; a damaged file is ignored
 (with a log line) rather than stopping the app from starting.
@@ -42,6 +42,10 @@ class AppSettings:
     cache_dir : str or None
         Where training and evaluation keep decoded frames and spectrograms (``None``:
         :func:`avsc_core.features.default_cache_dir`).
+    review : dict
+        The labels CSV under review when the app last closed (``"csv"``, absolute) and
+        the file of its last decision (``"file"``, as the CSV names it), so the review
+        resumes after it; empty once the review is closed.
     """
 
     model: str | None = None
@@ -50,6 +54,7 @@ class AppSettings:
     training: dict[str, Any] = field(default_factory=dict)
     window_geometry: str | None = None
     cache_dir: str | None = None
+    review: dict[str, str] = field(default_factory=dict)
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -68,6 +73,8 @@ class AppSettings:
         settings = cls(**{k: v for k, v in data.items() if k in names})
         settings.path = path
         settings.recent_files = [str(p) for p in settings.recent_files][:MAX_RECENT]
+        if not isinstance(settings.review, dict):
+            settings.review = {}
         return settings
 
     def save(self) -> None:
@@ -84,6 +91,13 @@ class AppSettings:
         file = str(Path(file).resolve())
         self.recent_files = [file] + [f for f in self.recent_files if f != file]
         del self.recent_files[MAX_RECENT:]
+        self.save()
+
+    def remember_review(self, csv: str | Path | None, file: str | None = None) -> None:
+        """Remember the labels CSV under review and its last decided ``file`` (``csv=None``:
+        the review was closed, nothing to resume)."""
+        self.review = {} if csv is None else {"csv": str(Path(csv).resolve()),
+                                              **({"file": file} if file is not None else {})}
         self.save()
 
     def folder(self, purpose: str, default: str | Path | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 from avsc_core.cli.main import main
@@ -24,15 +25,27 @@ def _folder(tiny_dataset, tmp_path):
     return root
 
 
+def _soft_model(trained, tmp_path):
+    """The tiny model with a high temperature: every answer near 50 %, whatever it learnt."""
+    model = tmp_path / "soft"
+    shutil.copytree(trained, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["calibration"]["temperatures"] = {b: 100.0 for b in ("audio", "visual", "fused")}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    return model
+
+
 def test_contract_columns_first_then_review_columns(tiny_dataset, trained_tiny_model,
                                                     tmp_path, capsys):
     folder = _folder(tiny_dataset, tmp_path)
     out = tmp_path / "labels.csv"
-    assert main(["label", "--model", str(trained_tiny_model), str(folder), "--out", str(out),
-                 "--min-confidence", "0.9999999"]) == 0
+    model = _soft_model(trained_tiny_model, tmp_path)
+    assert main(["label", "--model", str(model), str(folder), "--out", str(out),
+                 "--min-confidence", "0.9"]) == 0
     header, rows = _rows(out)
     assert header == HEADER and header[:6] == CONTRACT_HEADER
     assert header[6:] == ("needs_review", "reviewed_label")
+    assert all(float(r["confidence"]) < 0.9 for r in rows)
     assert all("low confidence" in r["needs_review"].split(";") for r in rows)
     assert all(r["reviewed_label"] == "" for r in rows)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,24 @@ class LabelView(QWidget):
     -------
     labelling_done(str)
         ``"result"``, ``"error"`` or ``"cancelled"``.
+    review_requested(str)
+        The user wants to review the CSV (its path).
+
+    Parameters
+    ----------
+    in_review : callable, optional
+        ``in_review(csv)`` tells whether the app has ``csv`` open for review, in which
+        case labelling into it waits until that review is closed.
     """
 
     labelling_done = Signal(str)
+    review_requested = Signal(str)
 
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None):
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None,
+                 in_review: Callable[[str], bool] | None = None):
         super().__init__(parent)
         self.settings = settings
+        self.in_review = in_review or (lambda csv: False)
         self.task: Task | None = None
         self.rows: list[Any] = []
         self._eta = EtaEstimator()
@@ -101,6 +113,12 @@ class LabelView(QWidget):
         self.open_button = QPushButton("Open the CSV")
         self.open_button.setEnabled(False)
         self.open_button.clicked.connect(self.open_csv)
+        self.review_button = QPushButton("Review the labels")
+        self.review_button.setToolTip("Check the answers, the least sure first, and correct "
+                                      "them with the keyboard")
+        self.review_button.setEnabled(False)
+        self.review_button.clicked.connect(
+            lambda: self.review_requested.emit(self.csv_edit.text().strip()))
         self.progress = QProgressBar()
         self.status = QLabel("")
         buttons = QHBoxLayout()
@@ -109,6 +127,7 @@ class LabelView(QWidget):
         buttons.addWidget(self.progress, 1)
         buttons.addWidget(self.status)
         buttons.addWidget(self.open_button)
+        buttons.addWidget(self.review_button)
 
         self.banner = Banner()
         self.table = QTableWidget(0, len(COLUMNS))
@@ -156,7 +175,9 @@ class LabelView(QWidget):
             self.csv_edit.setText(str(Path(folder) / "labels.csv"))
 
     def _csv_changed(self, text: str) -> None:
-        self.open_button.setEnabled(bool(text.strip()) and Path(text.strip()).is_file())
+        exists = bool(text.strip()) and Path(text.strip()).is_file()
+        self.open_button.setEnabled(exists)
+        self.review_button.setEnabled(exists and not self.running)
 
     def set_model(self, path: str | None) -> None:
         """The current model changed: label with it from now on (not mid-run)."""
@@ -180,6 +201,10 @@ class LabelView(QWidget):
         if Path(out_csv).exists() and not resume:
             self.banner.show_message(f"{out_csv}: already exists. Tick Resume to continue it, "
                                      "or choose another file name.")
+            return
+        if self.in_review(out_csv):
+            self.banner.show_message(f"{out_csv}: is open for review. Close it in the "
+                                     "Review labels tab first, or choose another file name.")
             return
         self.settings.remember_folder("label", folder)
         self.table.setRowCount(0)
@@ -217,6 +242,7 @@ class LabelView(QWidget):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self._csv_changed(self.csv_edit.text())
         for widget in (self.folder_edit, self.model_edit, self.csv_edit,
                        self.recursive_check, self.resume_check, self.jobs_spin):
             widget.setEnabled(not running)

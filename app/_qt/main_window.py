@@ -1,4 +1,5 @@
-"""The main window: the classify, train and label views, menus, drops and the model."""
+"""The main window: the classify, train, label and review views, menus, drops and the
+model."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QTabWidget, QWidget
 from app._qt.classify_view import ClassifyView
 from app._qt.label_view import LabelView
 from app._qt.plots import configure
+from app._qt.review_view import ReviewView
 from app._qt.tasks import ServerClient
 from app._qt.train_view import TrainView
 from app.paths import log_dir, models_dir, sample_data_dir
@@ -29,9 +31,10 @@ from avsc_core.media import MEDIA_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-CLASSIFY_TAB, TRAIN_TAB, LABEL_TAB = range(3)
+CLASSIFY_TAB, TRAIN_TAB, LABEL_TAB, REVIEW_TAB = range(4)
 MEDIA_FILTER = "Media files ({});;All files (*)".format(
     " ".join(f"*{e}" for e in sorted(MEDIA_EXTENSIONS)))
+LABELS_FILTER = "Labels CSV (*.csv);;All files (*)"
 
 
 def dropped_paths(mime: QMimeData) -> list[Path]:
@@ -65,11 +68,16 @@ class MainWindow(QMainWindow):
         self.train_view.model_trained.connect(self._on_model_trained)
         self.train_view.classify_requested.connect(
             lambda: self.tabs.setCurrentIndex(CLASSIFY_TAB))
-        self.label_view = LabelView(settings)
+        self.review_view = ReviewView(settings, self.media, self.classifier)
+        self.review_view.open_button.clicked.connect(self.choose_labels)
+        self.review_view.model_chosen.connect(lambda path: self.set_model(path, remember=True))
+        self.label_view = LabelView(settings, in_review=self.review_view.holds)
+        self.label_view.review_requested.connect(self.open_labels)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.classify_view, "Classify")
         self.tabs.addTab(self.train_view, "Train")
         self.tabs.addTab(self.label_view, "Label a folder")
+        self.tabs.addTab(self.review_view, "Review labels")
         self.setCentralWidget(self.tabs)
         self._make_menus()
         self.classifier.ready.connect(
@@ -79,12 +87,20 @@ class MainWindow(QMainWindow):
         self.resize(1200, 800)
         if settings.window_geometry:
             self.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode()))
+        # A review the app was closed (or killed) in goes on where it stopped.
+        if self.review_view.resume():
+            self.tabs.setCurrentIndex(REVIEW_TAB)
+        elif self.review_view.banner.text():  # e.g. a labelling run is writing that CSV now
+            self.statusBar().showMessage(self.review_view.banner.text(), 15000)
 
     # ----- menus --------------------------------------------------------------------
     def _make_actions(self) -> None:
         self.open_action = QAction("&Open a file...", self)
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
         self.open_action.triggered.connect(self.choose_file)
+        self.open_labels_action = QAction("Open &labels...", self)
+        self.open_labels_action.setToolTip("Review a labels CSV, the least sure answers first")
+        self.open_labels_action.triggered.connect(self.choose_labels)
         self.open_model_action = QAction("Open a &model...", self)
         self.open_model_action.triggered.connect(self.choose_model)
         self.sample_model_action = QAction("Make a &sample model", self)
@@ -103,6 +119,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addAction(self.open_labels_action)
         file_menu.addSeparator()
         file_menu.addAction(self.cache_action)
         file_menu.addSeparator()
@@ -138,8 +155,20 @@ class MainWindow(QMainWindow):
         self._fill_recent()
         self.classify_view.open_file(path)
 
+    def choose_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a labels CSV to review",
+                                              self.settings.folder("labels"), LABELS_FILTER)
+        if path:
+            self.open_labels(path)
+
+    def open_labels(self, path: str | Path) -> bool:
+        """Review the labels CSV ``path`` in the review view."""
+        self.tabs.setCurrentIndex(REVIEW_TAB)
+        return self.review_view.open_csv(path)
+
     def handle_drop(self, mime: QMimeData) -> bool:
-        """Open what was dropped: a media file, a model folder, or a folder to label."""
+        """Open what was dropped: a media file, a labels CSV, a model folder, or a folder
+        to label."""
         paths = dropped_paths(mime)
         if not paths:
             return False
@@ -151,7 +180,10 @@ class MainWindow(QMainWindow):
                 self.label_view.set_folder(str(path))
                 self.tabs.setCurrentIndex(LABEL_TAB)
             return True
-        self.open_file(path)
+        if path.suffix.lower() == ".csv":
+            self.open_labels(path)
+        else:
+            self.open_file(path)
         return True
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -201,6 +233,7 @@ class MainWindow(QMainWindow):
         self.model = path
         self.classify_view.set_model(path, manifest)
         self.label_view.set_model(path)
+        self.review_view.set_model(path)
         if path:
             self.classifier.start()
         if remember:
@@ -226,6 +259,8 @@ class MainWindow(QMainWindow):
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         self.settings.save()
         self.classify_view.cancel(quiet=True)
+        self.review_view.panel.cancel(quiet=True)
+        self.review_view.shutdown()
         for view in (self.train_view, self.label_view):
             if view.running:
                 log.info("stopping %s on exit", type(view).__name__)
