@@ -79,15 +79,17 @@ def _predictor(model: str) -> Any:
 def classify(
     file: str, model: str, *, send: Send, cancel: Cancel,
     segment_seconds: float | None = None, hop_seconds: float | None = None,
+    min_confidence: float | None = None,
 ) -> dict[str, Any]:
-    """Classify one file; returns the contract's JSON object."""
+    """Classify one file; returns the contract's JSON object (with the reasons it needs
+    review under ``min_confidence``)."""
     from avsc_core.inference.classify import classify_file
 
     result = classify_file(
         file, _predictor(model), segment_seconds, hop_seconds,
         progress=lambda event: send("progress", event), cancel=cancel,
     )
-    return result.to_dict()
+    return result.to_dict(min_confidence)
 
 
 REQUESTS: dict[str, Callable[..., Any]] = {"classify": classify, "preview": preview}
@@ -95,13 +97,14 @@ REQUESTS: dict[str, Callable[..., Any]] = {"classify": classify, "preview": prev
 
 def label(
     folder: str, model: str, out_csv: str, recursive: bool, resume: bool, jobs: int,
-    *, send: Send, cancel: Cancel,
+    min_confidence: float | None = None, *, send: Send, cancel: Cancel,
 ) -> dict[str, Any]:
     """Label a folder into a CSV, sending each row as it is written."""
     from avsc_core.label import label_folder
 
     summary = label_folder(
         folder, model, out_csv, recursive=recursive, resume=resume, jobs=jobs,
+        min_confidence=min_confidence,
         progress=lambda event: send("progress", event), cancel=cancel,
         on_row=lambda row, result: send("row", row),
     )

@@ -145,11 +145,16 @@ def result_view(result: dict[str, Any], segment: int | None = None) -> ResultVie
             note = branches[branch].note
             backbones.append(Bars(f"{prefix}*", f"{branch} backbones", tuple(classes), None, note))
     top = branches["fused"].top or ("-", 0.0)
+    verdict = _verdict(branches)
+    reasons = result["clip"].get("needs_review") if segment is None else None
+    if reasons:
+        # The same rule as the labels CSV's needs_review column (avsc_core.inference.review).
+        verdict = f"{verdict} Check this answer: {', '.join(reasons)}.".strip()
     return ResultView(
         label=top[0],
         confidence=top[1],
         scope=scope,
-        verdict=_verdict(branches),
+        verdict=verdict,
         branches=tuple(branches[b] for b in ("fused", "audio", "visual")),
         backbones=tuple(backbones),
         warnings=tuple(result.get("warnings", [])),

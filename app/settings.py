@@ -42,6 +42,10 @@ class AppSettings:
     cache_dir : str or None
         Where training and evaluation keep decoded frames and spectrograms (``None``:
         :func:`avsc_core.features.default_cache_dir`).
+    min_confidence : float or None
+        Labelling flags files whose fused confidence is under it as needing review
+        (``None``: no minimum; disagreeing branches and unfamiliar files are flagged
+        anyway).
     review : dict
         The labels CSV under review when the app last closed (``"csv"``, absolute) and
         the file of its last decision (``"file"``, as the CSV names it), so the review
@@ -55,6 +59,7 @@ class AppSettings:
     window_geometry: str | None = None
     cache_dir: str | None = None
     review: dict[str, str] = field(default_factory=dict)
+    min_confidence: float | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod

@@ -43,19 +43,19 @@ def test_labelling_a_folder_with_a_bad_file(qtbot, trained_tiny_model, tmp_path)
         qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
         assert view.running and not view.start_button.isEnabled()
     assert done.args == ["result"], view.banner.text()
-    shown = {view.table.item(r, 0).text(): [view.table.item(r, c).text() for c in range(6)]
+    shown = {view.table.item(r, 0).text(): [view.table.item(r, c).text() for c in range(7)]
              for r in range(view.table.rowCount())}
     assert sorted(shown) == ["a-park.mp4", "b-sound.wav", "c-broken.mp4"]
     broken = shown["c-broken.mp4"]
-    assert broken[1] == "" and broken[5]  # no label, and the reason
-    assert shown["a-park.mp4"][1] in ("park", "tram") and shown["a-park.mp4"][5] == ""
+    assert broken[1] == "" and broken[6]  # no label, and the reason
+    assert shown["a-park.mp4"][1] in ("park", "tram") and shown["a-park.mp4"][6] == ""
     assert shown["b-sound.wav"][4] == ""  # no pictures: no visual label
     assert view.status.text().startswith("Done: 2 labelled, 1 failed")
     assert view.start_button.isEnabled() and view.open_button.isEnabled()
     with open(out_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["file"] for r in rows] == ["a-park.mp4", "b-sound.wav", "c-broken.mp4"]
-    assert rows[2]["error"] == broken[5]
+    assert rows[2]["error"] == broken[6]
 
     # Starting again over the same CSV needs Resume: said at once, nothing started.
     qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)

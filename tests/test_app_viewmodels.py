@@ -216,3 +216,23 @@ def test_joint_training_curves_plot_the_fused_accuracy():
     assert curve.values["accuracy"] == [0.5]
     assert curve.values["val_accuracy"] == [0.25]
     assert stage_title("joint").startswith("Joint optimisation")
+
+
+def test_the_verdict_says_why_an_answer_needs_checking():
+    from app.results import result_view
+
+    result = {
+        "classes": ["park", "tram"], "warnings": [], "has_audio": True, "has_video": True,
+        "segments": [{"start": 0.0, "end": 10.0, "backbones": {},
+                      "branches": {"fused": {"park": 0.55, "tram": 0.45},
+                                   "audio": {"park": 0.2, "tram": 0.8},
+                                   "visual": {"park": 0.9, "tram": 0.1}}}],
+        "clip": {"label": "park", "confidence": 0.55,
+                 "branches": {"fused": {"park": 0.55, "tram": 0.45},
+                              "audio": {"park": 0.2, "tram": 0.8},
+                              "visual": {"park": 0.9, "tram": 0.1}},
+                 "needs_review": ["low confidence", "branches disagree"]},
+    }
+    view = result_view(result)
+    assert view.verdict.endswith("Check this answer: low confidence, branches disagree.")
+    assert "Check this answer" not in result_view(result, 0).verdict

@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -34,7 +35,8 @@ from app.timing import EtaEstimator, format_seconds
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("file", "label", "confidence", "audio label", "visual label", "error")
+COLUMNS = ("file", "label", "confidence", "audio label", "visual label", "needs review",
+           "error")
 
 
 class LabelView(QWidget):
@@ -88,6 +90,16 @@ class LabelView(QWidget):
         self.jobs_spin.setRange(1, 64)
         self.jobs_spin.setToolTip("Processes working together (extra ones decode files while "
                                   "one runs the model)")
+        self.confidence_spin = QDoubleSpinBox()
+        self.confidence_spin.setRange(0.0, 1.0)
+        self.confidence_spin.setSingleStep(0.05)
+        self.confidence_spin.setDecimals(2)
+        self.confidence_spin.setSpecialValueText("off")
+        self.confidence_spin.setValue(self.settings.min_confidence or 0.0)
+        self.confidence_spin.setToolTip("Files whose confidence is under this are marked "
+                                        "'low confidence' for review (off: only files whose "
+                                        "sound and pictures disagree, or unlike the training "
+                                        "data, are marked)")
         form = QFormLayout()
         for title, edit, button in (("Folder", self.folder_edit, folder),
                                     ("Model", self.model_edit, model),
@@ -101,6 +113,8 @@ class LabelView(QWidget):
         options.addWidget(self.resume_check)
         options.addWidget(QLabel("processes"))
         options.addWidget(self.jobs_spin)
+        options.addWidget(QLabel("review under confidence"))
+        options.addWidget(self.confidence_spin)
         options.addStretch(1)
         form.addRow("", options)
 
@@ -207,6 +221,9 @@ class LabelView(QWidget):
                                      "Review labels tab first, or choose another file name.")
             return
         self.settings.remember_folder("label", folder)
+        min_confidence = self.confidence_spin.value() or None
+        self.settings.min_confidence = min_confidence
+        self.settings.save()
         self.table.setRowCount(0)
         self.rows = []
         if resume:
@@ -217,7 +234,7 @@ class LabelView(QWidget):
         task = ProcessTask(
             child.label,
             (folder, model, out_csv, self.recursive_check.isChecked(), resume,
-             self.jobs_spin.value()),
+             self.jobs_spin.value(), min_confidence),
             "labelling", parent=self)
         task.progress.connect(self._on_progress)
         task.item.connect(self.add_row)
@@ -244,7 +261,8 @@ class LabelView(QWidget):
         self.cancel_button.setEnabled(running)
         self._csv_changed(self.csv_edit.text())
         for widget in (self.folder_edit, self.model_edit, self.csv_edit,
-                       self.recursive_check, self.resume_check, self.jobs_spin):
+                       self.recursive_check, self.resume_check, self.jobs_spin,
+                       self.confidence_spin):
             widget.setEnabled(not running)
 
     def _show_earlier_rows(self, out_csv: str) -> None:
@@ -265,7 +283,7 @@ class LabelView(QWidget):
         confidence = "" if row.confidence is None else f"{row.confidence:.0%}"
         cells = (row.file, row.label.replace("_", " "), confidence,
                  row.audio_label.replace("_", " "), row.visual_label.replace("_", " "),
-                 row.error)
+                 row.needs_review.replace(";", ", "), row.error)
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
             if row.error:
