@@ -187,3 +187,24 @@ def trained_tiny_model(tiny_dataset, tmp_path_factory) -> Path:
         "tiny", phase1_epochs=2, phase2_epochs=3, backbones=("aud-mel", "vis-inc"), batch_size=8
     )
     return train_model(tiny_dataset, out, config)
+
+
+@pytest.fixture(autouse=True)
+def _user_dirs(tmp_path, monkeypatch):
+    """Settings, logs and data of the app go to a temporary home."""
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+
+
+@pytest.fixture(scope="module")
+def workers(qapp):
+    """The app's media and classifier processes, one of each per test module: their
+    imports happen once."""
+    from app._qt.tasks import ServerClient
+
+    clients = ServerClient("media"), ServerClient("classifier")
+    for client in clients:
+        client.start()
+    yield clients
+    for client in clients:
+        client.shutdown()

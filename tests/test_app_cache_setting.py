@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import pytest  # noqa: E402
 
 from app import child  # noqa: E402
 from app._qt import main_window  # noqa: E402
@@ -15,12 +14,6 @@ from app._qt.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.training import TrainJob  # noqa: E402
 from avsc_core.train import TrainConfig  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
 
 
 def test_the_chosen_cache_folder_is_remembered_and_given_to_training(qtbot, tmp_path,

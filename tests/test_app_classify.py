@@ -14,28 +14,10 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app._qt.main_window import MainWindow  # noqa: E402
-from app._qt.tasks import ServerClient  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 
 ANSWER_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    """Settings, logs and data of the app go to a temporary home."""
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-
-
-@pytest.fixture(scope="module")
-def workers(qapp):
-    """One media and one classifier process for the module: their imports happen once."""
-    clients = ServerClient("media"), ServerClient("classifier")
-    for client in clients:
-        client.start()
-    yield clients
-    for client in clients:
-        client.shutdown()
+STALL_LIMIT_S = 1.0
 
 
 @pytest.fixture
@@ -113,7 +95,9 @@ def test_drop_shows_facts_then_the_fused_answer_without_freezing(
     assert not view.cancel_button.isEnabled()
     # A single segment has no timeline.
     assert not view.timeline_box.isVisible()
-    assert gap < 0.25, f"the event loop stalled for {gap * 1000:.0f} ms"
+    # Decoding or a network on the GUI thread stalls it for seconds; a loaded 2-core
+    # machine's scheduling alone reaches a few hundred milliseconds.
+    assert gap < STALL_LIMIT_S, f"the event loop stalled for {gap * 1000:.0f} ms"
     # The file is remembered, and so is the model.
     settings = AppSettings.load()
     assert settings.recent_files[0] == str(video.resolve())

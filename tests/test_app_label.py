@@ -15,12 +15,6 @@ from app._qt.main_window import LABEL_TAB, MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-
-
 @pytest.mark.slow
 def test_labelling_a_folder_with_a_bad_file(qtbot, trained_tiny_model, tmp_path):
     folder = tmp_path / "clips"

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from app._qt.main_window import REVIEW_TAB, MainWindow
 from app._qt.review_view import ADAPT_TAB, THRESHOLD_TAB
-from app._qt.tasks import ServerClient
 from app.review import COLUMN_KEYS
 from app.settings import AppSettings
 from avsc_core.inference.review import suggest_threshold
@@ -30,24 +29,6 @@ from avsc_core.locks import OutputBusyError, OutputLock
 
 ANSWER_TIMEOUT_MS = 120_000
 MIN_CONFIDENCE = 0.9
-
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    """Settings, logs and data of the app go to a temporary home."""
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-
-
-@pytest.fixture(scope="module")
-def workers(qapp):
-    """One media and one classifier process for the module: their imports happen once."""
-    clients = ServerClient("media"), ServerClient("classifier")
-    for client in clients:
-        client.start()
-    yield clients
-    for client in clients:
-        client.shutdown()
 
 
 @pytest.fixture(scope="module")

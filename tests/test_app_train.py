@@ -20,11 +20,7 @@ from avsc_core.train import TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(autouse=True)
-def _user_dirs(tmp_path, monkeypatch):
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+STALL_LIMIT_S = 1.0
 
 
 @pytest.fixture
@@ -88,7 +84,9 @@ def test_wizard_trains_the_tiny_preset_with_cancel_and_resume(
     assert curves["phase1:aud-mel"].epochs == [1, 2]
     assert curves["phase1:vis-inc"].epochs == [1, 2]
     assert curves["phase2:fused"].epochs == [1, 2]
-    assert gap < 0.25, f"the event loop stalled for {gap * 1000:.0f} ms"
+    # Decoding or a network on the GUI thread stalls it for seconds; a loaded 2-core
+    # machine's scheduling alone reaches a few hundred milliseconds.
+    assert gap < STALL_LIMIT_S, f"the event loop stalled for {gap * 1000:.0f} ms"
 
     # Results: saved, made the current model, confusion per branch with its clips.
     assert view.page == RESULTS
