@@ -343,6 +343,10 @@ class ReviewView(QWidget):
         self.side_tabs.addTab(self._build_threshold(), "Threshold && export")
         self.side_tabs.addTab(self._build_adapt(), "Adapt the model")
 
+        # Explicit minimums below the panes' natural ones, so the window can be made as
+        # small as the other tabs allow: the splitter hands the user the rest.
+        self.queue_pane.setMinimumSize(240, 300)
+        self.side_tabs.setMinimumSize(320, 300)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.queue_pane)
         splitter.addWidget(self.side_tabs)
