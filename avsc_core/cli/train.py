@@ -27,6 +27,7 @@ from avsc_core.train.settings import (
     FUSIONS,
     JOINT_BATCH,
     JOINT_IMAGE_MODELS,
+    PRECISIONS,
     SPECTROGRAMS,
     STRATEGIES,
     TrainConfig,
@@ -86,20 +87,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epochs",
         type=int,
-        help="epochs of both phases, or of joint optimisation; totals per network, also "
-        f"on --resume (default: the preset's: paper {PAPER.phase1_epochs} + "
-        f"{PAPER.phase2_epochs}, joint {PAPER.joint_epochs}; tiny {TINY.phase1_epochs} + "
-        f"{TINY.phase2_epochs}, joint {TINY.joint_epochs})",
+        help="epochs of every network of both phases, or of joint optimisation; totals "
+        "per network, also on --resume, which early stopping may cut short (default: the "
+        f"preset's: paper {PAPER.phase1_epochs} per audio backbone, {PAPER.visual_epochs} "
+        f"per visual backbone, {PAPER.phase2_epochs} per head, joint {PAPER.joint_epochs}; "
+        f"tiny {TINY.phase1_epochs} + {TINY.phase2_epochs}, joint {TINY.joint_epochs})",
     )
     parser.add_argument(
         "--phase1-epochs",
         type=int,
-        help=f"epochs of each Phase I backbone (default: {_preset_default('phase1_epochs')})",
+        help="epochs of each Phase I backbone, audio and visual (default: the paper "
+        f"preset's {PAPER.phase1_epochs} per audio backbone and --visual-epochs per visual "
+        f"one; tiny: {TINY.phase1_epochs} each)",
+    )
+    parser.add_argument(
+        "--visual-epochs",
+        type=int,
+        help="epochs of each visual Phase I backbone: a visual epoch is every frame, 20 "
+        "per clip (default: the paper preset's "
+        f"{PAPER.visual_epochs}; tiny: --phase1-epochs)",
     )
     parser.add_argument(
         "--phase2-epochs",
         type=int,
         help=f"epochs of each Phase II fusion head (default: {_preset_default('phase2_epochs')})",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping: stop a network after this many epochs without a lower "
+        "validation log loss, keeping its best epoch; 0 trains every epoch (default: "
+        f"{_preset_default('patience')})",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=[p for p in PRECISIONS if p != "auto"],
+        help="mixed: float16 computation (float32 weights, softmax and loss) for the "
+        "backbones and joint models, for GPUs with tensor cores; a CPU accepts it with a "
+        "warning; bundles are float32 either way (default: mixed on a GPU, float32 on a "
+        "CPU)",
+    )
+    parser.add_argument(
+        "--devices",
+        metavar="N|DEVICE,...",
+        help="train on the first N GPUs, or on the TensorFlow devices listed (e.g. "
+        "/gpu:0,/gpu:1); checked before any decoding (default: every visible GPU, else "
+        "the CPU)",
     )
     parser.add_argument(
         "--phase",
@@ -143,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="image model whose bottom layers encode the frames (default: "
                        f"{PAPER.joint_image_model}; the tiny preset uses a small CNN)")
     joint.add_argument("--visual-stages", type=int, metavar="K",
-                       help="stages of the image model kept (default: 2 of ConvNeXtTiny's 4, "
+                       help="stages of the image model kept (default: 3 of ConvNeXtTiny's 4, "
                        "3 of InceptionV3's 11)")
     joint.add_argument("--freeze-visual", action="store_true",
                        help="keep the image model's layers fixed (default: train them)")
@@ -184,8 +217,9 @@ def _at_least(minimum: int | float, **values: int | float | None) -> None:
 def _check_values(args: argparse.Namespace) -> None:
     """Refuse option values no run can have, naming the option."""
     _at_least(1, epochs=args.epochs, phase1_epochs=args.phase1_epochs,
-              phase2_epochs=args.phase2_epochs, batch_size=args.batch_size, jobs=args.jobs)
-    _at_least(0, visual_stages=args.visual_stages, seed=args.seed)
+              visual_epochs=args.visual_epochs, phase2_epochs=args.phase2_epochs,
+              batch_size=args.batch_size, jobs=args.jobs)
+    _at_least(0, visual_stages=args.visual_stages, seed=args.seed, patience=args.patience)
     for flag, rate in (("--audio-lr", args.audio_lr), ("--visual-lr", args.visual_lr)):
         if rate is not None and not rate > 0:
             raise AvscError(f"{flag} must be above 0, got {rate}")
@@ -197,15 +231,34 @@ def _check_values(args: argparse.Namespace) -> None:
     if val + test >= 1:
         raise AvscError(f"--val-fraction {val} and --test-fraction {test} leave no clip "
                         "to train on")
-    if args.epochs is not None and (args.phase1_epochs is not None
-                                    or args.phase2_epochs is not None):
-        raise AvscError("give either --epochs or --phase1-epochs/--phase2-epochs")
-    if args.strategy == "joint" and (args.phase1_epochs is not None
-                                     or args.phase2_epochs is not None or args.phase != "all"):
+    per_phase = (args.phase1_epochs, args.visual_epochs, args.phase2_epochs)
+    if args.epochs is not None and any(n is not None for n in per_phase):
+        raise AvscError("give either --epochs or --phase1-epochs/--visual-epochs/"
+                        "--phase2-epochs")
+    if args.strategy == "joint" and (any(n is not None for n in per_phase)
+                                     or args.phase != "all"):
         raise AvscError("joint optimisation has one phase: use --epochs, not "
-                        "--phase1-epochs/--phase2-epochs/--phase")
+                        "--phase1-epochs/--visual-epochs/--phase2-epochs/--phase")
+    devices(args.devices)
     if args.phase == "2" and not args.resume:
         raise AvscError("--phase 2 continues a Phase I run: add --resume")
+
+
+def devices(text: str | None) -> int | list[str] | None:
+    """``--devices``: a number of GPUs, or the device names listed (checked against what
+    TensorFlow sees when the run starts, :mod:`avsc_core.train.distribute`)."""
+    if text is None:
+        return None
+    if text.strip().isdigit():
+        count = int(text)
+        if count < 1:
+            raise AvscError(f"--devices must be at least 1 GPU, got {count}")
+        return count
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or any(not name.startswith("/") for name in names):
+        raise AvscError(f"--devices {text}: give a number of GPUs or TensorFlow device "
+                        "names such as /gpu:0,/gpu:1")
+    return names
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -224,12 +277,17 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     weights = args.visual_weights
     if weights not in (None, "imagenet", "none"):
         weights = str(Path(weights).resolve())
+    phase1 = args.phase1_epochs if epochs is None else epochs
     given = {
         "strategy": args.strategy,
         "fusion": args.fusion,
-        "phase1_epochs": args.phase1_epochs if epochs is None else epochs,
+        "phase1_epochs": phase1,
+        # --epochs and --phase1-epochs set every Phase I backbone, visual ones included.
+        "visual_epochs": args.visual_epochs if args.visual_epochs is not None else phase1,
         "phase2_epochs": args.phase2_epochs if epochs is None else epochs,
         "joint_epochs": epochs,
+        "patience": args.patience,
+        "precision": args.precision,
         "batch_size": args.batch_size,
         "visual_weights": weights,
         "seed": args.seed,
@@ -274,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
             changes=changes,
             phases=phases,
             jobs=args.jobs,
+            devices=devices(args.devices),
             cache_dir=args.cache_dir,
             progress=printer,
             cancel=cancelled,

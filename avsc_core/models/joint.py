@@ -36,7 +36,7 @@ Stages of the image models (``visual_stages``)
 =================  ======  ==========================================  ===============
 image model        stages  cut after stage ``k``                       default
 =================  ======  ==========================================  ===============
-``convnext_tiny``  1-4     stage ``k-1``'s last block (56, 28, 14, 7)   2 (28x28x192)
+``convnext_tiny``  1-4     stage ``k-1``'s last block (56, 28, 14, 7)   3 (14x14x384)
 ``inception_v3``   1-11    ``mixed{k-1}``                              3 (25x25x288)
 ``tiny_cnn``       1-3     conv block ``k-1``                           3 (whole)
 =================  ======  ==========================================  ===============
@@ -55,7 +55,10 @@ JOINT_AUDIO = "joint-aud"
 JOINT_VISUAL = "joint-vis"
 IMAGE_MODELS = ("convnext_tiny", "inception_v3", "tiny_cnn")
 _STAGES = {"convnext_tiny": 4, "inception_v3": 11, "tiny_cnn": 3}
-DEFAULT_STAGES = {"convnext_tiny": 2, "inception_v3": 3, "tiny_cnn": 3}
+# ConvNeXtTiny's first three stages (12.3 M parameters, 80 % of its FLOPs) rather than
+# two (1.2 M, texture-level features): Chen et al.'s visual encoder alone reaches 90.9 %,
+# close to whole networks (91.8 %), which takes features near scene level.
+DEFAULT_STAGES = {"convnext_tiny": 3, "inception_v3": 3, "tiny_cnn": 3}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ Lookup order for ``weights="imagenet"``:
 3. Keras's own cache, ``$KERAS_HOME/models`` (default ``~/.keras/models``), in case an
    earlier Keras session downloaded it;
 4. a download into our cache.
+
+:func:`resolve_imagenet_files` resolves every file a training run needs at once, before it
+decodes anything: once a download fails for want of a network, the others are not tried
+(no second time-out), and one line names every missing file and where it may go.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import shutil
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -138,14 +143,68 @@ def _download(spec: ImagenetWeights, target: Path) -> None:
             raise ValueError(f"downloaded file has hash {digest.hexdigest()}, not {spec.file_hash}")
 
 
-def _missing_message(name: str, spec: ImagenetWeights, reason: str) -> str:
+def _missing_message(missing: dict[str, str]) -> str:
+    """One line for the backbones in ``missing`` (name -> why its download failed)."""
+    specs = {name: _spec(name) for name in missing}
+    what = ", ".join(f"{name} ({specs[name].arch})" for name in missing)
+    files = " and ".join(str(visual_weights_path(name)) for name in missing)
+    places = f"{weights_cache_dir()} and {_keras_cache_path(next(iter(specs.values()))).parent}"
+    downloads = "; ".join(f"{specs[name].url}: {reason}" for name, reason in missing.items())
     return (
-        f"ImageNet weights for {name} ({spec.arch}) are not available: "
-        f"{visual_weights_path(name)} is missing and downloading {spec.url} failed ({reason}). "
-        f"Download that file on a connected machine and copy it to {visual_weights_path(name)}, "
-        "or pass --visual-weights PATH with a backbone weights file, "
+        f"ImageNet weights for {what} are not available: {files} "
+        f"{'is' if len(missing) == 1 else 'are'} missing (looked in {places}) and "
+        f"downloading failed ({downloads}). Download "
+        f"{'that file' if len(missing) == 1 else 'those files'} on a connected machine and "
+        f"copy {'it' if len(missing) == 1 else 'them'} to {weights_cache_dir()}, or pass "
+        "--visual-weights FOLDER holding them (a single file for one visual backbone), "
         "or --visual-weights none to start from random weights"
     )
+
+
+def _cached(spec: ImagenetWeights) -> Path | None:
+    cache = weights_cache_dir()
+    for candidate in (cache / spec.filename, cache / spec.imported_filename,
+                      _keras_cache_path(spec)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_imagenet_files(names: Sequence[str]) -> dict[str, Path]:
+    """Local paths of the ImageNet weights of every backbone in ``names``, cached or
+    downloaded (not tried again once one download found no network).
+
+    Raises
+    ------
+    AvscError
+        One line naming every file that is in no cache and could not be downloaded
+        (offline, timeout, bad hash), the places looked in, the URLs and the alternatives.
+    """
+    found: dict[str, Path] = {}
+    missing: dict[str, str] = {}
+    offline = ""
+    for name in dict.fromkeys(names):
+        spec = _spec(name)
+        cached = _cached(spec)
+        if cached is not None:
+            found[name] = cached
+            continue
+        if offline:
+            missing[name] = f"not tried: {offline}"
+            continue
+        target = weights_cache_dir() / spec.filename
+        try:
+            _download(spec, target)
+        except OSError as exc:  # no network, a time-out (URLError is an OSError)
+            offline = str(exc) or type(exc).__name__
+            missing[name] = offline
+        except ValueError as exc:  # a bad hash: the network works
+            missing[name] = str(exc)
+        else:
+            found[name] = target
+    if missing:
+        raise AvscError(_missing_message(missing))
+    return found
 
 
 def resolve_imagenet_weights(name: str) -> Path:
@@ -157,21 +216,7 @@ def resolve_imagenet_weights(name: str) -> Path:
         When the file is in no cache and cannot be downloaded (offline, timeout, bad hash).
         The message names the missing file, its URL and the alternatives.
     """
-    spec = _spec(name)
-    cache = weights_cache_dir()
-    for candidate in (
-        cache / spec.filename,
-        cache / spec.imported_filename,
-        _keras_cache_path(spec),
-    ):
-        if candidate.is_file():
-            return candidate
-    target = cache / spec.filename
-    try:
-        _download(spec, target)
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise AvscError(_missing_message(name, spec, str(exc) or type(exc).__name__)) from exc
-    return target
+    return resolve_imagenet_files([name])[name]
 
 
 def import_visual_weights(name: str, src_path: str | Path) -> Path:

@@ -1,4 +1,9 @@
-"""Choosing the ``tf.distribute`` strategy: several GPUs, several machines, or one device."""
+"""Choosing the ``tf.distribute`` strategy: several GPUs, several machines, or one device.
+
+The devices asked for are checked when the strategy is made, which a run does before it
+decodes any clip (:func:`avsc_core.train.run.train_model`): a GPU that is not there is one
+line naming what TensorFlow sees, not a failure after hours of decoding.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,108 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from avsc_core.errors import AvscError
+
 log = logging.getLogger(__name__)
 
+Devices = Sequence[str] | int | None
 
-def distribution_strategy(devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
+
+def _visible_gpus() -> list[str]:
+    return [d.name for d in tf.config.list_logical_devices("GPU")]
+
+
+def _why_no_gpu() -> str:
+    if not tf.test.is_built_with_cuda():
+        return "this TensorFlow is built without CUDA (install tensorflow[and-cuda])"
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None:
+        return f"CUDA_VISIBLE_DEVICES is {hidden!r}"
+    return "no CUDA driver or device was found; see nvidia-smi"
+
+
+def _same_device(a: str, b: str) -> bool:
+    spec_a, spec_b = tf.DeviceSpec.from_string(a), tf.DeviceSpec.from_string(b)
+    return ((spec_a.device_type or "").upper(), spec_a.device_index or 0) == (
+        (spec_b.device_type or "").upper(), spec_b.device_index or 0)
+
+
+def _cluster() -> dict:
+    """The ``TF_CONFIG`` cluster spec, or an error naming what is wrong with it."""
+    try:
+        spec = json.loads(os.environ["TF_CONFIG"])
+        cluster = spec["cluster"]
+        if not isinstance(cluster, dict) or not isinstance(spec.get("task", {}), dict):
+            raise TypeError("'cluster' and 'task' must be objects")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AvscError(f"TF_CONFIG: not a multi-worker cluster spec ({exc}); unset it to "
+                        "train on this machine alone") from None
+    return cluster
+
+
+def device_names(devices: Devices) -> list[str]:
+    """The devices ``devices`` names, checked against what TensorFlow sees.
+
+    Parameters
+    ----------
+    devices : sequence of str, int or None
+        Device names (``"/gpu:0"``, ``"/cpu:0"``), or a number of GPUs (the first ones);
+        ``None`` for every visible GPU (none on a machine without).
+
+    Raises
+    ------
+    AvscError
+        A device TensorFlow does not see, or more GPUs than it sees; the message names
+        the visible GPUs, or why there are none.
+    """
+    gpus = _visible_gpus()
+    seen = (f"the GPUs it sees: {', '.join(gpus)}" if gpus
+            else f"it sees no GPU: {_why_no_gpu()}")
+    if devices is None:
+        return gpus
+    if isinstance(devices, int):
+        if devices < 1 or devices > len(gpus):
+            raise AvscError(f"--devices {devices}: TensorFlow cannot train on {devices} "
+                            f"GPU(s); {seen}")
+        return gpus[:devices]
+    visible = [d.name for d in tf.config.list_logical_devices()]
+    for name in devices:
+        try:
+            known = any(_same_device(name, v) for v in visible)
+        except ValueError:
+            known = False
+        if not known:
+            raise AvscError(f"--devices {','.join(devices)}: TensorFlow does not see "
+                            f"{name}; {seen}")
+    return list(devices)
+
+
+def distribution_strategy(devices: Devices = None) -> tf.distribute.Strategy:
     """The strategy training runs under.
 
     - ``TF_CONFIG`` in the environment (a cluster spec): ``MultiWorkerMirroredStrategy``,
       one process per machine.
     - ``devices`` given, or more than one GPU visible: ``MirroredStrategy`` over them.
     - Otherwise the default strategy (one device).
+
+    Raises
+    ------
+    AvscError
+        Devices that are not there (:func:`device_names`), a ``TF_CONFIG`` that is not a
+        cluster spec.
     """
     if os.environ.get("TF_CONFIG"):
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        log.info("multi-worker training over %s", cluster)
+        log.info("multi-worker training over %s", _cluster())
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if devices:
-        return tf.distribute.MirroredStrategy(list(devices))
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    names = device_names(devices)
+    if devices is not None or len(names) > 1:
+        return tf.distribute.MirroredStrategy(names)
     return tf.distribute.get_strategy()
+
+
+def uses_gpu(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` computes on GPUs (the default and multi-worker strategies do
+    when TensorFlow sees one)."""
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return any("GPU" in d.upper() for d in strategy.extended.worker_devices)
+    return bool(_visible_gpus())

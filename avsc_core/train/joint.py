@@ -4,8 +4,9 @@ Every training segment feeds its spectrogram and its frames to the training mode
 :func:`avsc_core.models.joint.build_joint_model`; mixup mixes both with the same partner.
 The loss is KL divergence on the fused answer plus ``joint_branch_weight`` times the KL of
 each encoder's own answer (+ L2 on the kernels); Adam with ``audio_lr`` for the acoustic
-encoder and the classifier and ``visual_lr`` for the image model's layers. Validation,
-checkpoints, cancel and resume work as in Phase I (:mod:`avsc_core.train.monitor`).
+encoder and the classifier and ``visual_lr`` for the image model's layers, both on the
+preset's schedule. Validation, checkpoints, early stopping, cancel, resume and precision
+work as in Phase I (:mod:`avsc_core.train.monitor`, :mod:`avsc_core.train.trainer`).
 
 The trained parts are saved like a two-phase model: two backbones (``joint-aud``,
 ``joint-vis``, each ending in ``emb1 -> emb2 -> probs``) and three heads (``fused``, the
@@ -39,14 +40,22 @@ from avsc_core.progress import ProgressCallback
 from avsc_core.train.checkpoint import load_checkpoint
 from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.phase1 import backbone_seed, visual_weights_argument
-from avsc_core.train.pipeline import segment_dataset, segment_items
+from avsc_core.train.pipeline import StoredForm, segment_dataset, segment_items, stored_form
+from avsc_core.train.precision import float32_copy, precision_policy
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
 from avsc_core.train.state import JOINT_STEP, TrainState
+from avsc_core.train.trainer import learning_rate, metrics, training_model
 
 OUTPUTS = ("fused", "audio", "visual")
 # The two-phase backbone whose ImageNet weights file each image model uses.
 _WEIGHTS_OF = {"convnext_tiny": "vis-conv", "inception_v3": "vis-inc"}
+
+
+def image_model_backbone(image_model: str) -> str:
+    """The two-phase backbone (``"vis-conv"``, ``"vis-inc"``) whose ImageNet weights file
+    joint optimisation's ``image_model`` starts from."""
+    return _WEIGHTS_OF[image_model]
 
 
 def joint_net_config(config: TrainConfig) -> JointNetConfig:
@@ -102,7 +111,7 @@ def joint_visual_weights(config: TrainConfig):
     net = joint_net_config(config)
     if net.image_model == "tiny_cnn":
         return None
-    return visual_weights_argument(config, _WEIGHTS_OF[net.image_model])
+    return visual_weights_argument(config, image_model_backbone(net.image_model))
 
 
 def _build(
@@ -111,20 +120,29 @@ def _build(
     n_classes: int,
     input_shape: tuple[int, int, int],
     frames_per_segment: int,
+    stored: StoredForm | None = None,
+    total_steps: int = 0,
+    seed: int = 0,
 ) -> tuple[keras.Model, keras.Model, keras.Model, keras.Model]:
+    """The compiled training model (a :class:`~avsc_core.train.trainer.DeviceTrainer` taking
+    the ``stored`` form, or the network's input when omitted, on a schedule over
+    ``total_steps``), and the encoders and classifier it trains."""
     audio = build_acoustic_encoder(net, input_shape, n_classes, name="joint_aud")
     visual = build_visual_encoder(net, n_classes, joint_visual_weights(config), name="joint_vis")
     image_layers = visual.get_layer(f"{net.image_model}_bottom")
     if config.joint_freeze_visual:
         image_layers.trainable = False
-    model, classifier = build_joint_model(audio, visual, frames_per_segment, n_classes, net)
+    joint, classifier = build_joint_model(audio, visual, frames_per_segment, n_classes, net)
+    model = training_model(joint, stored, config.mixup_alpha, seed)
     scaled = [] if config.joint_freeze_visual else image_layers.trainable_variables
+    rate = learning_rate(config.audio_lr, config.lr_schedule, config.warmup_fraction,
+                         total_steps)
     model.compile(
-        optimizer=TwoRateAdam(config.audio_lr, scaled, config.visual_lr / config.audio_lr),
+        optimizer=TwoRateAdam(rate, scaled, config.visual_lr / config.audio_lr),
         loss={name: scene_loss() for name in OUTPUTS},
         loss_weights={"fused": 1.0, "audio": config.joint_branch_weight,
                       "visual": config.joint_branch_weight},
-        metrics={"fused": [keras.metrics.CategoricalAccuracy(name="accuracy")]},
+        metrics={"fused": metrics()},
     )
     return model, audio, visual, classifier
 
@@ -174,19 +192,21 @@ def train_joint(
     net = joint_net_config(config)
     seed = backbone_seed(config.seed, "joint")
     keras.utils.set_random_seed(seed)
-    with distribution.scope():
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    steps_per_epoch = math.ceil(len(train_items) / batch)
+    with distribution.scope(), precision_policy(config.precision):
         model, audio, visual, classifier = _build(
-            config, net, len(classes), feature_shape(media, features), media.frames_per_segment
+            config, net, len(classes), feature_shape(media, features),
+            media.frames_per_segment, stored_form(train_items),
+            config.joint_epochs * steps_per_epoch, seed,
         )
         if step.epochs_done > 0 and last.exists():
             load_checkpoint(model, last)
         else:
-            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
+            step.restart()
 
     counter = [step.epochs_done]
-    batch = config.batch_size * distribution.num_replicas_in_sync
-    train_ds = segment_dataset(train_items, len(classes), batch, True, seed, OUTPUTS,
-                               config.mixup_alpha, counter)
+    train_ds = segment_dataset(train_items, len(classes), batch, True, seed, OUTPUTS, counter)
     val_ds = (segment_dataset(val_items, len(classes), batch, False, seed, OUTPUTS)
               if val_items else None)
     fit_and_keep_best(
@@ -195,17 +215,19 @@ def train_joint(
         val_ds,
         stage=JOINT_STEP,
         epochs=config.joint_epochs,
-        steps_per_epoch=math.ceil(len(train_items) / batch),
+        steps_per_epoch=steps_per_epoch,
         state=state,
         step=step,
         last_path=last,
         best_path=best,
         final_path=None,
+        patience=config.patience,
         progress=progress,
         cancel=cancel,
     )
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
+    audio, visual, classifier = (float32_copy(m) for m in (audio, visual, classifier))
     audio.save(backbones[JOINT_AUDIO])
     visual.save(backbones[JOINT_VISUAL])
     classifier.save(heads["fused"][0])

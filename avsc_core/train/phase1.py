@@ -2,8 +2,10 @@
 
 Audio backbones learn from segment spectrograms, visual backbones from single frames
 carrying their clip's label; both with mixup, the KL-divergence loss (+ L2 on the
-kernels), Adam, validation every epoch, a checkpoint every epoch and the best epoch's
-weights restored at the end.
+kernels), Adam on the preset's learning-rate schedule, validation every epoch, a
+checkpoint every epoch, early stopping, and the best epoch's weights restored at the end.
+The network trains through a :class:`~avsc_core.train.trainer.DeviceTrainer` (input
+preparation and mixup in the compiled step) in the run's precision.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import tensorflow as tf
 
 from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
 from avsc_core.errors import AvscError
-from avsc_core.models import build_backbone, scene_loss
+from avsc_core.models import build_backbone
 from avsc_core.models.presets import backbone_spec
 from avsc_core.progress import ProgressCallback
 from avsc_core.train.checkpoint import load_checkpoint
 from avsc_core.train.monitor import fit_and_keep_best
-from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items
+from avsc_core.train.pipeline import frame_items, item_dataset, spectrogram_items, stored_form
+from avsc_core.train.precision import precision_policy
 from avsc_core.train.prepare import PreparedClip
 from avsc_core.train.settings import TrainConfig
 from avsc_core.train.state import StepFiles, TrainState, phase1_step
+from avsc_core.train.trainer import compile_model, learning_rate, training_model
 
 
 def backbone_seed(seed: int, name: str) -> int:
@@ -72,14 +76,6 @@ def backbone_items(
     return spectrogram_items(clips, spec.feature, classes)
 
 
-def compile_backbone(model: keras.Model, learning_rate: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=scene_loss(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-
-
 def train_backbone(
     name: str,
     train: Sequence[PreparedClip],
@@ -94,7 +90,11 @@ def train_backbone(
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
-    """Train backbone ``name`` (or resume it) and return its final ``.keras`` file."""
+    """Train backbone ``name`` (or resume it) and return its final ``.keras`` file.
+
+    ``config.precision`` is the run's, resolved (``"mixed"`` or ``"float32"``, see
+    :func:`~avsc_core.train.precision.resolve_precision`); the file is float32 either way.
+    """
     step_name = phase1_step(name)
     step = state.step(step_name)
     files = StepFiles.of(workdir, step_name)
@@ -109,43 +109,48 @@ def train_backbone(
     val_items = backbone_items(name, val, classes, media)
     if not train_items:
         raise ValueError(f"{name}: no training clip has the {spec.modality} it needs")
-    learning_rate = config.visual_lr if spec.modality == "visual" else config.audio_lr
+    peak = config.visual_lr if spec.modality == "visual" else config.audio_lr
+    epochs = config.backbone_epochs(name)
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    steps_per_epoch = math.ceil(len(train_items) / batch)
     seed = backbone_seed(config.seed, name)
     keras.utils.set_random_seed(seed)
     resuming = step.epochs_done > 0 and last.exists()
-    with distribution.scope():
+    with distribution.scope(), precision_policy(config.precision):
         input_shape = None if spec.feature == "frames" else feature_shape(media, features)
-        model = build_backbone(
+        net = build_backbone(
             name,
             config.preset,
             len(classes),
             input_shape,
             visual_weights_argument(config, name) if spec.modality == "visual" else None,
         )
-        compile_backbone(model, learning_rate)
+        model = training_model(net, stored_form(train_items), config.mixup_alpha, seed)
+        rate = learning_rate(peak, config.lr_schedule, config.warmup_fraction,
+                             epochs * steps_per_epoch)
+        compile_model(model, keras.optimizers.Adam(rate))
         if resuming:
             load_checkpoint(model, last)
         else:
-            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
+            step.restart()
 
     counter = [step.epochs_done]
-    batch = config.batch_size * distribution.num_replicas_in_sync
-    train_ds = item_dataset(
-        train_items, len(classes), batch, True, seed, config.mixup_alpha, counter
-    )
+    train_ds = item_dataset(train_items, len(classes), batch, True, seed, counter)
     val_ds = item_dataset(val_items, len(classes), batch, False, seed) if val_items else None
     return fit_and_keep_best(
         model,
         train_ds,
         val_ds,
         stage=step_name,
-        epochs=config.phase1_epochs,
-        steps_per_epoch=math.ceil(len(train_items) / batch),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
         state=state,
         step=step,
         last_path=last,
         best_path=best,
         final_path=final,
+        saved=net,
+        patience=config.patience,
         progress=progress,
         cancel=cancel,
     )

@@ -2,9 +2,10 @@
 
 Embeddings of every segment are computed once with the trained backbones (type 1: the
 FC(1024) outputs, type 2: the FC(10) outputs; visual ones averaged over a segment's
-frames) and kept in ``training/embeddings.npz``. Three heads are trained on them with
-mixup: ``audio`` (the audio backbones only), ``visual`` and ``fused`` (all five), so
-per-branch and fused answers all come from trained heads.
+frames) and kept in ``training/embeddings.npz``. Three heads are trained on them, with
+mixup in the training step (:mod:`avsc_core.train.trainer`), the preset's schedule and
+early stopping, in float32: ``audio`` (the audio backbones only), ``visual`` and
+``fused`` (all five), so per-branch and fused answers all come from trained heads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tensorflow as tf
 from avsc_core.atomic import atomic_write
 from avsc_core.features.store import open_entry
 from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
-from avsc_core.models import build_fusion_head, scene_loss
+from avsc_core.models import build_fusion_head
 from avsc_core.models.presets import backbone_spec, modality_of
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 from avsc_core.train.checkpoint import load_checkpoint
@@ -36,6 +37,7 @@ from avsc_core.train.state import (
     TrainState,
     phase2_step,
 )
+from avsc_core.train.trainer import compile_model, learning_rate, training_model
 
 
 def head_inputs(head: str, backbones: Sequence[str]) -> list[str]:
@@ -181,23 +183,24 @@ def train_head(
         return None
     seed = backbone_seed(config.seed, f"head-{head}")
     keras.utils.set_random_seed(seed)
+    batch = config.batch_size * distribution.num_replicas_in_sync
+    steps_per_epoch = math.ceil(len(y_train) / batch)
     resuming = step.epochs_done > 0 and last.exists()
+    # Always float32: a head has a few thousand parameters, nothing for float16 to speed up.
     with distribution.scope():
         dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
-        model = (build(dims) if build is not None
-                 else build_fusion_head(config.fusion, dims, inputs, len(classes)))
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.fusion_lr),
-            loss=scene_loss(),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
+        net = (build(dims) if build is not None
+               else build_fusion_head(config.fusion, dims, inputs, len(classes)))
+        model = training_model(net, None, config.mixup_alpha, seed)
+        rate = learning_rate(config.fusion_lr, config.lr_schedule, config.warmup_fraction,
+                             config.phase2_epochs * steps_per_epoch)
+        compile_model(model, keras.optimizers.Adam(rate))
         if resuming:
             load_checkpoint(model, last)
         else:
-            step.epochs_done, step.best_epoch, step.best_score, step.history = 0, -1, None, []
-    batch = config.batch_size * distribution.num_replicas_in_sync
+            step.restart()
     train_ds = array_dataset(
-        x_train, y_train, len(classes), batch, True, seed + step.epochs_done, config.mixup_alpha
+        x_train, y_train, len(classes), batch, True, seed + step.epochs_done
     )
     val_ds = array_dataset(x_val, y_val, len(classes), batch, False, seed) if len(y_val) else None
     return fit_and_keep_best(
@@ -206,12 +209,14 @@ def train_head(
         val_ds,
         stage=step_name,
         epochs=config.phase2_epochs,
-        steps_per_epoch=math.ceil(len(y_train) / batch),
+        steps_per_epoch=steps_per_epoch,
         state=state,
         step=step,
         last_path=last,
         best_path=best,
         final_path=final,
+        saved=net,
+        patience=config.patience,
         progress=progress,
         cancel=cancel,
     )

@@ -1,8 +1,11 @@
 """``tf.data`` input pipelines reading the feature cache's entries.
 
-Entries are memory-mapped and read by parallel calls: a frame is decoded from its JPEG
-(OpenCV releases the GIL), a spectrogram read as its float16 log spectrogram and given its
-deltas by TensorFlow ops (see :mod:`avsc_core.features.store`).
+Entries are memory-mapped and read a batch per call, several batches at once: a frame is
+decoded from its JPEG (OpenCV releases the GIL), a spectrogram read as its float16 log
+spectrogram (see :mod:`avsc_core.features.store`). Batches leave the pipeline as the cache
+stores them, uint8 frames and float16 spectrograms, the fewest bytes to move to a GPU;
+the deltas, the cast to float32 and mixup are done by the training step
+(:mod:`avsc_core.train.trainer`, with :func:`stored_form` and :func:`mixup`).
 
 An item is one training sample: a segment's spectrogram (audio backbones), one sampled
 frame (visual backbones; a frame carries its clip's label) or a segment's embeddings
@@ -12,9 +15,11 @@ resumed run sees the same order it would have seen without the interruption.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +91,16 @@ def _open(path: Path) -> SpectrogramFile | FrameFile:
     return open_entry(path)
 
 
+@cache
+def _readers() -> ThreadPoolExecutor:
+    """The threads reading the samples of a batch, one per core, shared by every pipeline:
+    JPEG decoding and copies out of memory maps release the GIL."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="avsc-read")
+
+
 def _read(path: Path, index: tuple[int, ...] | int) -> np.ndarray:
     """What the pipeline reads of one item: decoded frames, or a spectrogram's float16
-    ``(channels, bins, frames)`` log spectrogram (:func:`tf_network_input` adds its deltas)."""
+    ``(channels, bins, frames)`` log spectrogram (:func:`stored_form` adds its deltas)."""
     entry = _open(path)
     if isinstance(entry, SpectrogramFile):
         return np.asarray(entry.log_spectrograms()[index])
@@ -144,10 +156,12 @@ def item_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    mixup_alpha: float = 0.0,
     epoch_counter: list[int] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(x, one_hot(y))`` from cached arrays.
+    """Batches of ``(x, one_hot(y))`` as the cache stores them: uint8 frames
+    ``(batch, size, size, 3)``, or float16 ``(batch, channels, bins, frames)`` log
+    spectrograms; :func:`stored_form` of the same items says how they become the
+    network's input.
 
     Parameters
     ----------
@@ -160,16 +174,71 @@ def item_dataset(
         item = items[i]
         return _read(item.path, item.index), item.label
 
-    transform = None
-    first = _open(items[0].path) if items else None
-    if isinstance(first, SpectrogramFile):
-        deltas = first.deltas
+    return _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter)
 
-        def transform(x: tf.Tensor) -> tf.Tensor:
-            return tf_network_input(x, deltas)
 
-    return _batches(load, len(items), n_classes, batch_size, shuffle, seed, mixup_alpha,
-                    epoch_counter, transform).prefetch(2)
+def segment_dataset(
+    items: Sequence[SegmentItem],
+    n_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    outputs: Sequence[str],
+    epoch_counter: list[int] | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``({"spectrogram", "frames"}, {output: one_hot(y)})`` for joint
+    training, as the cache stores them (see :func:`item_dataset`); every output is
+    trained towards the same target."""
+
+    def load(i: int) -> tuple[dict[str, np.ndarray], int]:
+        item = items[i]
+        return {
+            "spectrogram": _read(item.spectrogram, item.index),
+            "frames": _read(item.frames, item.index),
+        }, item.label
+
+    names = tuple(outputs)
+    ds = _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter)
+    return ds.map(lambda x, y: (x, {name: y for name in names}))
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    """What one sample of :func:`item_dataset` or :func:`segment_dataset` is, and how it
+    becomes the network's input.
+
+    Attributes
+    ----------
+    shape : tuple of int, or dict of them
+        One sample's shape as the cache stores it (the dataset's ``x`` per sample).
+    to_network : callable
+        TensorFlow ops from a float32 batch of that form to the network's input:
+        spectrograms get their deltas (:func:`tf_network_input`); frames are already it
+        (the visual networks rescale them themselves).
+    """
+
+    shape: tuple[int, ...] | dict[str, tuple[int, ...]]
+    to_network: Callable[[tf.Tensor | dict], tf.Tensor | dict]
+
+
+def stored_form(items: Sequence[Item] | Sequence[SegmentItem]) -> StoredForm:
+    """The :class:`StoredForm` of the samples of ``items``."""
+    if not items:
+        raise ValueError("no samples")
+    first = items[0]
+    if isinstance(first, SegmentItem):
+        sound, pictures = stored_form([Item(first.spectrogram, (0,), 0)]), _open(first.frames)
+
+        def segment(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            return {"spectrogram": sound.to_network(x["spectrogram"]), "frames": x["frames"]}
+
+        return StoredForm({"spectrogram": sound.shape, "frames": pictures.shape[1:]}, segment)
+    entry = _open(first.path)
+    if isinstance(entry, SpectrogramFile):
+        deltas = entry.deltas
+        return StoredForm(entry.log_spectrograms().shape[1:],
+                          lambda x: tf_network_input(x, deltas))
+    return StoredForm(entry.shape[2:], lambda x: x)
 
 
 def _batches(
@@ -179,16 +248,16 @@ def _batches(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    mixup_alpha: float,
     epoch_counter: list[int] | None,
-    transform: Callable[[tf.Tensor | dict], tf.Tensor | dict] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(x, one_hot(y))`` of samples ``load(0) .. load(n - 1)``, shuffled per epoch.
 
-    ``x`` is ``transform`` (TensorFlow ops) of what ``load`` returns, an array or a dict of
-    arrays whose shapes and types come from the first sample. Samples are loaded by
-    parallel calls, one sample each, in the shuffled order (measured faster than one call
-    per batch, which must then stack and transform the batch in one piece).
+    ``x`` stacks what ``load`` returns, an array or a dict of arrays whose shapes and
+    types come from the first sample. One call reads a whole batch, its samples on every
+    core (:func:`_readers`), and several batches are read ahead; one call per batch rather
+    than per sample keeps Python's per-call cost low, and the threads keep the cores busy
+    when ``tf.data`` runs few calls at once (``benchmarks/train.py --pipeline`` measures
+    both pipelines).
     """
     if n == 0:
         raise ValueError("no training samples")
@@ -204,74 +273,27 @@ def _batches(
             counter[0] += 1
         return indices
 
-    def load_leaves(i: np.ndarray) -> list[np.ndarray]:
-        x, y = load(int(i))
-        return [*tf.nest.flatten(x), np.int32(y)]
+    def load_batch(indices: np.ndarray) -> list[np.ndarray]:
+        samples = list(_readers().map(load, indices.tolist()))
+        columns = zip(*(tf.nest.flatten(x) for x, _ in samples), strict=True)
+        return [*(np.stack(c) for c in columns), np.array([y for _, y in samples], np.int32)]
 
-    def load_sample(i: tf.Tensor) -> tuple:
-        *leaves, y = tf.numpy_function(load_leaves, [i], [*dtypes, tf.int32], stateful=False)
-        leaves = [tf.ensure_shape(t, a.shape) for t, a in zip(leaves, first_leaves, strict=True)]
-        label = tf.one_hot(tf.ensure_shape(y, ()), n_classes)
-        x = tf.nest.pack_sequence_as(first, leaves)
-        return (x if transform is None else transform(x)), label
+    def read(indices: tf.Tensor) -> tuple:
+        *leaves, y = tf.numpy_function(load_batch, [indices], [*dtypes, tf.int32],
+                                       stateful=False)
+        leaves = [tf.ensure_shape(t, (None, *a.shape))
+                  for t, a in zip(leaves, first_leaves, strict=True)]
+        label = tf.one_hot(tf.ensure_shape(y, (None,)), n_classes)
+        return tf.nest.pack_sequence_as(first, leaves), label
 
     def epoch(_: tf.Tensor) -> tf.data.Dataset:
         # One call per pass over the data (each iterator runs it again): a new order.
         indices = tf.numpy_function(order, [], tf.int64, stateful=True)
         return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, (n,)))
 
-    ds = tf.data.Dataset.range(1).flat_map(epoch)
-    ds = ds.map(load_sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size)
-    if mixup_alpha > 0:
-        ds = _with_mixup(ds, mixup_alpha, seed, counter)
-    return ds
-
-
-def _with_mixup(
-    ds: tf.data.Dataset, alpha: float, seed: int, counter: list[int]
-) -> tf.data.Dataset:
-    def mix(i: tf.Tensor, batch: tuple) -> tuple:
-        # The epoch and the batch index give each batch its own, reproducible seed.
-        epoch = tf.py_function(lambda: counter[0], [], tf.int64)
-        key = tf.stack([tf.cast(seed, tf.int64) * 100003 + epoch, i])
-        return mixup(batch[0], batch[1], alpha, key)
-
-    return ds.enumerate().map(mix)
-
-
-def segment_dataset(
-    items: Sequence[SegmentItem],
-    n_classes: int,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    outputs: Sequence[str],
-    mixup_alpha: float = 0.0,
-    epoch_counter: list[int] | None = None,
-) -> tf.data.Dataset:
-    """Batches of ``({"spectrogram", "frames"}, {output: one_hot(y)})`` for joint training.
-
-    Mixup mixes a segment's sound and pictures with the same partner and weight; every
-    output is trained towards the same (mixed) target.
-    """
-
-    def load(i: int) -> tuple[dict[str, np.ndarray], int]:
-        item = items[i]
-        return {
-            "spectrogram": _read(item.spectrogram, item.index),
-            "frames": _read(item.frames, item.index),
-        }, item.label
-
-    deltas = bool(items) and _open(items[0].spectrogram).deltas
-
-    def transform(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {**x, "spectrogram": tf_network_input(x["spectrogram"], deltas)}
-
-    names = tuple(outputs)
-    ds = _batches(load, len(items), n_classes, batch_size, shuffle, seed, mixup_alpha,
-                  epoch_counter, transform)
-    return ds.map(lambda x, y: (x, {name: y for name in names})).prefetch(2)
+    ds = tf.data.Dataset.range(1).flat_map(epoch).batch(batch_size)
+    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def array_dataset(
@@ -281,17 +303,9 @@ def array_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    mixup_alpha: float = 0.0,
 ) -> tf.data.Dataset:
-    """Batches from in-memory arrays (Phase II embeddings)."""
+    """Batches from in-memory arrays (Phase II embeddings); mixup is the training step's."""
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(labels, n_classes)))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if mixup_alpha > 0:
-        ds = ds.enumerate().map(
-            lambda i, batch: mixup(
-                batch[0], batch[1], mixup_alpha, tf.stack([tf.cast(seed, tf.int64), i])
-            )
-        )
-    return ds.prefetch(2)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -5,13 +5,17 @@ option given again with another value is honoured when the work already saved st
 under it, and refused otherwise with one line naming the option, both values and what to
 do:
 
-- Epochs are totals per step. A new total applies to the steps not finished yet, unless
-  one of them has already trained more epochs than that, or a finished step of the same
-  phase trained another number (the steps of one phase all train alike).
+- Epochs are totals per step (``visual_epochs`` for the visual backbones when set). A new
+  total applies to the steps not finished yet, unless one of them has already trained
+  more epochs than that, or a finished step it applies to trained another number (the
+  steps of one phase all train alike); a step that stopped early only conflicts with a
+  total below the epochs it trained.
 - ``backbones`` may change: a dropped backbone's Phase I work is discarded, and Phase II,
   which fuses the backbones, is done again for the new set.
-- Options that shape how a step trains (learning rates, batch size, mixup, initial
-  weights, fusion, the joint encoders) may change until a step they shape has started.
+- Options that shape how a step trains (learning rates and their schedule, batch size,
+  mixup, initial weights, fusion, the joint encoders, early stopping's patience, the
+  precision) may change until a step they shape has started. A precision of ``auto``
+  (what the app asks for) keeps the one the run chose.
 - ``preset``, ``strategy`` and ``seed`` never change, nor do the layout and the split
   fractions: the split was drawn when the run started and is recorded with it.
 
@@ -60,6 +64,9 @@ FLAGS = {
     "joint_image_model": "--image-model",
     "joint_visual_stages": "--visual-stages",
     "joint_freeze_visual": "--freeze-visual",
+    "visual_epochs": "--visual-epochs",
+    "patience": "--patience",
+    "precision": "--precision",
     "layout": "--layout",
     "val_fraction": "--val-fraction",
     "test_fraction": "--test-fraction",
@@ -76,11 +83,30 @@ SPLIT_REASON = "the split was drawn when the run started"
 _ALSO_SET_BY = {
     "phase1_epochs": " (or --epochs: --phase2-epochs alone still sets Phase II)",
     "phase2_epochs": " (or --epochs)",
+    "visual_epochs": " (or --epochs and --phase1-epochs, which set it too)",
 }
-EPOCH_FIELDS = ("phase1_epochs", "phase2_epochs", "joint_epochs")
-_JOINT_SHAPING = frozenset({
+EPOCH_FIELDS = ("phase1_epochs", "visual_epochs", "phase2_epochs", "joint_epochs")
+# Settings that shape every network of a run alike.
+_SCHEDULE = ("lr_schedule", "warmup_fraction", "patience")
+_EVERY_STEP = ("audio", "visual", "heads")
+# The groups of two-phase steps (audio and visual backbones, heads) each setting shapes;
+# the joint settings shape no step of a two-phase run.
+TWO_PHASE_SHAPING: dict[str, tuple[str, ...]] = {
+    "audio_lr": ("audio",),
+    "visual_lr": ("visual",),
+    "visual_weights": ("visual",),
+    "batch_size": _EVERY_STEP,
+    "mixup_alpha": _EVERY_STEP,
+    "fusion": ("heads",),
+    "fusion_lr": ("heads",),
+    "precision": ("audio", "visual"),  # the heads always train in float32
+    **dict.fromkeys(_SCHEDULE, _EVERY_STEP),
+}
+# The settings that shape joint optimisation (its one step).
+JOINT_SHAPING = frozenset({
     "audio_lr", "visual_lr", "visual_weights", "batch_size", "mixup_alpha", "joint_feature",
     "joint_image_model", "joint_visual_stages", "joint_freeze_visual", "joint_branch_weight",
+    "precision", *_SCHEDULE,
 })
 
 
@@ -101,6 +127,8 @@ def wanted_config(
             raise AvscError(str(exc)) from exc
     else:
         wanted = config or saved
+    if wanted.precision == "auto":
+        wanted = dataclasses.replace(wanted, precision=saved.precision)
     if set(wanted.backbones) == set(saved.backbones):
         # The same set in another order trains the same model.
         wanted = dataclasses.replace(wanted, backbones=saved.backbones)
@@ -185,7 +213,7 @@ def _why_not(
     if name in FIXED:
         return FIXED[name]
     if name in EPOCH_FIELDS:
-        return _epochs_conflict(new, _present(steps, _epoch_steps(name, wanted)))
+        return _epochs_conflict(_present(steps, _epoch_steps(name, wanted)), wanted)
     started = [(n, s) for n, s in _present(steps, _shaped_steps(name, wanted)) if s.started]
     if started:
         return f"{_describe(started[0][0])} has already trained with it"
@@ -196,39 +224,46 @@ def _present(steps: Mapping[str, StepState], names: list[str]) -> list[tuple[str
     return [(n, steps[n]) for n in names if n in steps]
 
 
-def _epochs_conflict(total: int, steps: list[tuple[str, StepState]]) -> str | None:
+def _epochs_conflict(steps: list[tuple[str, StepState]], config: TrainConfig) -> str | None:
     for name, step in steps:
-        if step.finished and step.epochs_done != total:
+        total = _step_epochs(name, config)
+        if step.finished and not step.stopped_early and step.epochs_done != total:
             return f"{_describe(name)} finished with {step.epochs_done} epochs"
         if step.epochs_done > total:
             return f"{_describe(name)} has already trained {step.epochs_done} epochs"
     return None
 
 
+def _step_epochs(step: str, config: TrainConfig) -> int:
+    """The total epochs of journal step ``step`` under ``config``."""
+    phase, model = step_parts(step)
+    if phase == PHASE1:
+        return config.backbone_epochs(model)
+    return config.joint_epochs if step == JOINT_STEP else config.phase2_epochs
+
+
 def _epoch_steps(name: str, config: TrainConfig) -> list[str]:
+    """The steps whose total epoch field ``name`` sets."""
     if config.strategy == "joint":
         return [JOINT_STEP] if name == "joint_epochs" else []
     if name == "phase1_epochs":
-        return [phase1_step(b) for b in config.backbones]
+        return [phase1_step(b) for b in config.audio_backbones
+                + (config.visual_backbones if not config.visual_epochs else ())]
+    if name == "visual_epochs":
+        return [phase1_step(b) for b in config.visual_backbones]
     return list(HEAD_STEPS) if name == "phase2_epochs" else []
 
 
 def _shaped_steps(name: str, config: TrainConfig) -> list[str]:
     """The steps whose training setting ``name`` shapes."""
     if config.strategy == "joint":
-        return [JOINT_STEP] if name in _JOINT_SHAPING else []
-    audio = [phase1_step(b) for b in config.audio_backbones]
-    visual = [phase1_step(b) for b in config.visual_backbones]
-    heads = list(HEAD_STEPS)
-    return {
-        "audio_lr": audio,
-        "visual_lr": visual,
-        "visual_weights": visual,
-        "batch_size": audio + visual + heads,
-        "mixup_alpha": audio + visual + heads,
-        "fusion": heads,
-        "fusion_lr": heads,
-    }.get(name, [])
+        return [JOINT_STEP] if name in JOINT_SHAPING else []
+    groups = {
+        "audio": [phase1_step(b) for b in config.audio_backbones],
+        "visual": [phase1_step(b) for b in config.visual_backbones],
+        "heads": list(HEAD_STEPS),
+    }
+    return [step for group in TWO_PHASE_SHAPING.get(name, ()) for step in groups[group]]
 
 
 def _describe(step: str) -> str:

@@ -9,6 +9,7 @@ A journal without any finished epoch holds nothing worth resuming: a new run rep
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -46,6 +47,7 @@ from avsc_core.train.state import (
     DEFAULT_FRACTION,
     EMBEDDINGS_STEP,
     HEADS,
+    JOINT_STEP,
     JOURNAL,
     StepFiles,
     TrainState,
@@ -69,15 +71,8 @@ def _refuse_complete(out: Path) -> None:
         raise AvscError(f"{out}: a trained model is already there; choose another --out")
 
 
-def _start(
-    out: Path,
-    config: TrainConfig,
-    media: MediaConfig,
-    features: FeatureConfig,
-    dataset: Dataset,
-    split: dict[str, float],
-) -> TrainState:
-    """The journal of a new run at ``out``, written once every check has passed."""
+def _check_new_run_folder(out: Path) -> None:
+    """Refuse a folder a new run cannot start in; clear one left by a run without work."""
     _refuse_complete(out)
     if (out / JOURNAL).exists():
         if TrainState.load(out / JOURNAL).has_work:
@@ -91,6 +86,17 @@ def _start(
             shutil.rmtree(out / name, ignore_errors=True)
     if out.exists() and any(out.iterdir()):
         raise AvscError(f"{out}: folder exists and is not empty; choose another --out")
+
+
+def _start(
+    out: Path,
+    config: TrainConfig,
+    media: MediaConfig,
+    features: FeatureConfig,
+    dataset: Dataset,
+    split: dict[str, float],
+) -> TrainState:
+    """The journal of a new run at ``out``, written once every check has passed."""
     state = TrainState(
         out / JOURNAL,
         {
@@ -303,7 +309,7 @@ def train_model(
     changes: Mapping[str, Any] | None = None,
     phases: Sequence[str] = PHASES,
     jobs: int | None = None,
-    devices: Sequence[str] | None = None,
+    devices: Sequence[str] | int | None = None,
     cache_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -335,6 +341,9 @@ def train_model(
         completes it.
     jobs : int, optional
         Processes decoding clips into the cache (all cores when omitted).
+    devices : sequence of str or int, optional
+        Devices to train on (``"/gpu:0"``...) or a number of GPUs; every visible GPU
+        when omitted (:func:`~avsc_core.train.distribute.distribution_strategy`).
     cache_dir : path, optional
         The feature cache folder (:func:`~avsc_core.features.default_cache_dir` when
         omitted).
@@ -348,9 +357,11 @@ def train_model(
     ------
     AvscError
         Before anything is written for data no model can learn from (fewer than two
-        classes, a class without training clips) and for refused changes; after decoding
-        but before training when a network lacks its input (the message names the
-        ``--backbones`` that would work).
+        classes, a class without training clips) and for refused changes; before any
+        clip is decoded for what the run needs from outside it (ImageNet weights files,
+        the devices asked for, room for the feature cache); after decoding but before
+        training when a network lacks its input (the message names the ``--backbones``
+        that would work).
     """
     out = Path(out)
     check_output_folder(out, "model bundle")
@@ -366,10 +377,59 @@ def train_model(
     with OutputLock(out) if _is_chief() else contextlib.nullcontext():
         if resume:
             state = _resume(out, config, changes, {"layout": layout, **fractions})
+            # A resumed run's precision is the one it chose (its journal's).
+            _, distribution = _preflight(TrainConfig.from_dict(state.settings["config"]),
+                                         devices, state)
         else:
+            _check_new_run_folder(out)
+            config, distribution = _preflight(config, devices)
             state = _start(out, config, media or MediaConfig(), features or FeatureConfig(),
                            dataset, split)
-        return _run(data, out, state, phases, jobs, devices, cache_dir, progress, cancel)
+        return _run(data, out, state, phases, jobs, distribution, cache_dir, progress, cancel)
+
+
+def _preflight(config: TrainConfig, devices: Sequence[str] | int | None,
+               state: TrainState | None = None):
+    """Resolve what the run needs from outside before any clip is decoded: the devices,
+    the precision they decide and the ImageNet weights files (of the networks that the
+    journal ``state`` of a resumed run does not list as finished).
+
+    Returns
+    -------
+    config : TrainConfig
+        ``config`` with its precision resolved (``"mixed"`` or ``"float32"``).
+    distribution : tf.distribute.Strategy
+        The strategy over the devices.
+
+    Raises
+    ------
+    AvscError
+        One line each: devices that are not there, weights files that are nowhere.
+    """
+    from avsc_core.train.distribute import distribution_strategy, uses_gpu
+    from avsc_core.train.precision import resolve_precision
+
+    distribution = distribution_strategy(devices)
+    precision = resolve_precision(config.precision, uses_gpu(distribution))
+    finished = {name for name, step in state.steps.items() if step.finished} if state else set()
+    names = _imagenet_backbones(config, finished)
+    if names:
+        from avsc_core.models.weights import resolve_imagenet_files
+
+        resolve_imagenet_files(names)
+    return dataclasses.replace(config, precision=precision), distribution
+
+
+def _imagenet_backbones(config: TrainConfig, finished: set[str]) -> list[str]:
+    """The visual backbones whose ImageNet weights file the steps not ``finished`` start
+    from (a step in progress too: its network is built from them, then checkpointed)."""
+    if config.preset == "tiny" or config.visual_weights != "imagenet":
+        return []
+    if config.strategy == "joint":
+        from avsc_core.train.joint import image_model_backbone
+
+        return [] if JOINT_STEP in finished else [image_model_backbone(config.joint_image_model)]
+    return [b for b in config.visual_backbones if phase1_step(b) not in finished]
 
 
 def _run(
@@ -378,12 +438,13 @@ def _run(
     state: TrainState,
     phases: Sequence[str],
     jobs: int | None,
-    devices: Sequence[str] | None,
+    distribution,
     cache_dir: str | Path | None,
     progress: ProgressCallback | None,
     cancel: Callable[[], bool] | None,
 ) -> Path:
-    """Decode, check, train and write the bundle of the run ``state`` describes."""
+    """Decode, check, train (under the ``tf.distribute`` strategy ``distribution``) and
+    write the bundle of the run ``state`` describes."""
     config = TrainConfig.from_dict(state.settings["config"])
     _check_phases(config, phases)
     media = MediaConfig.from_dict(state.settings["media"])
@@ -415,9 +476,6 @@ def _run(
     val = [c for c in clips if c.clip.split == "val"]
     check_prepared(data, dataset, train, config, parts)
 
-    from avsc_core.train.distribute import distribution_strategy
-
-    distribution = distribution_strategy(devices)
     if joint:
         from avsc_core.train.joint import train_joint
 

@@ -14,6 +14,17 @@ ALL_BACKBONES = ("aud-mel", "aud-gam", "aud-cqt", "vis-inc", "vis-conv")
 SPECTROGRAMS = ("mel", "gam", "cqt")
 JOINT_IMAGE_MODELS = ("convnext_tiny", "inception_v3")
 JOINT_BATCH = 8
+LR_SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "mixed", "float32")
+# What a journal or manifest written before a setting existed trained with: a run resumed
+# from it, or a bundle described from it, keeps that behaviour rather than today's default.
+LEGACY_SETTINGS: dict[str, Any] = {
+    "visual_epochs": 0,
+    "lr_schedule": "constant",
+    "warmup_fraction": 0.0,
+    "patience": 0,
+    "precision": "float32",
+}
 
 
 def backbone_modality(name: str) -> str:
@@ -36,7 +47,13 @@ class TrainConfig(_Settings):
     backbones : tuple of str
         Backbones to train; any subset of the five with at least one.
     phase1_epochs, phase2_epochs : int
-        Epochs per backbone (Phase I) and per fusion head (Phase II).
+        Epochs per backbone (Phase I) and per fusion head (Phase II); totals, which early
+        stopping may cut short.
+    visual_epochs : int
+        Epochs of each visual backbone instead of ``phase1_epochs``; 0 for
+        ``phase1_epochs``. A visual epoch is every frame (20 per clip), 20 times the steps
+        of an audio epoch, hence far fewer of them in the paper preset (see the README's
+        recipe).
     batch_size : int
         Segments per audio batch, frames per visual batch, clips per fusion batch;
         segments (each with all its frames) per joint batch, 8 by default.
@@ -63,6 +80,20 @@ class TrainConfig(_Settings):
         Keep the image model's layers fixed (only the rest is trained).
     joint_branch_weight : float
         Weight of each encoder's own loss beside the fused one.
+    lr_schedule : {"cosine", "constant"}
+        ``cosine``: a linear warm-up from 0 over ``warmup_fraction`` of a network's
+        training steps, then cosine decay to 0 by its last epoch; ``constant``: the rate
+        as given throughout (no warm-up).
+    warmup_fraction : float
+        Share of each network's steps spent warming up (``cosine`` only).
+    patience : int
+        Early stopping: a network stops after this many epochs without a lower validation
+        log loss, and keeps its best epoch (it always does); 0 trains every epoch.
+    precision : {"auto", "mixed", "float32"}
+        ``mixed``: float16 computation with float32 weights, softmax and loss for the
+        backbones and joint models (fusion heads, a few thousand parameters, stay
+        float32); ``auto``: mixed on a GPU, float32 otherwise. A run records the one it
+        chose; bundles are always saved in float32.
 
     In joint optimisation ``audio_lr`` trains the acoustic encoder and the classifier and
     ``visual_lr`` the image model's layers.
@@ -72,7 +103,7 @@ class TrainConfig(_Settings):
     strategy: str = "two-phase"
     fusion: str = "f4"
     backbones: tuple[str, ...] = ALL_BACKBONES
-    phase1_epochs: int = 30
+    phase1_epochs: int = 60
     phase2_epochs: int = 30
     batch_size: int = 32
     audio_lr: float = 1e-3
@@ -87,6 +118,11 @@ class TrainConfig(_Settings):
     joint_visual_stages: int = 0
     joint_freeze_visual: bool = False
     joint_branch_weight: float = 0.3
+    visual_epochs: int = 6
+    lr_schedule: str = "cosine"
+    warmup_fraction: float = 0.05
+    patience: int = 8
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.preset not in ("paper", "tiny"):
@@ -108,6 +144,14 @@ class TrainConfig(_Settings):
             raise ValueError(f"joint_image_model must be one of {JOINT_IMAGE_MODELS}")
         if self.joint_epochs < 0 or self.joint_visual_stages < 0 or self.joint_branch_weight < 0:
             raise ValueError("joint epochs, stages and branch weight must be >= 0")
+        if self.visual_epochs < 0 or self.patience < 0:
+            raise ValueError("visual_epochs and patience must be >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError("warmup_fraction must be at least 0 and below 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         object.__setattr__(self, "backbones", tuple(self.backbones))
 
     @property
@@ -120,8 +164,10 @@ class TrainConfig(_Settings):
         """Defaults of ``preset``: the tiny one trains for seconds with faster rates."""
         base: dict[str, Any] = {"preset": preset}
         if preset == "tiny":
+            # Seconds on a CPU: few constant-rate epochs, every one of them trained.
             base.update(
                 phase1_epochs=10,
+                visual_epochs=0,
                 phase2_epochs=20,
                 joint_epochs=15,
                 batch_size=8,
@@ -129,6 +175,9 @@ class TrainConfig(_Settings):
                 audio_lr=2e-3,
                 fusion_lr=1e-2,
                 visual_weights="none",
+                lr_schedule="constant",
+                warmup_fraction=0.0,
+                patience=0,
             )
         given = {k: v for k, v in overrides.items() if v is not None}
         if given.get("strategy") == "joint" and "batch_size" not in given:
@@ -142,6 +191,20 @@ class TrainConfig(_Settings):
         data = dataclasses.asdict(self)
         data["backbones"] = list(self.backbones)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Read settings saved in a journal or a manifest; a setting it lacks takes the
+        value of :data:`LEGACY_SETTINGS` (what the version that wrote it trained with)."""
+        if isinstance(data, dict):
+            data = {**LEGACY_SETTINGS, **data}
+        return super().from_dict(data)
+
+    def backbone_epochs(self, name: str) -> int:
+        """The epochs Phase I backbone ``name`` trains for."""
+        if backbone_modality(name) == "visual" and self.visual_epochs:
+            return self.visual_epochs
+        return self.phase1_epochs
 
     @property
     def audio_backbones(self) -> tuple[str, ...]:

@@ -95,13 +95,23 @@ class StepFiles:
 
 @dataclass
 class StepState:
-    """Progress of one model being trained (a backbone or a fusion head)."""
+    """Progress of one model being trained (a backbone or a fusion head).
+
+    ``stopped_early`` says early stopping ended it before its epochs were done (so a
+    larger total of epochs would not have trained it longer).
+    """
 
     epochs_done: int = 0
     best_epoch: int = -1
     best_score: list[float] | None = None
     finished: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def restart(self) -> None:
+        """Forget the step's progress: it trains from its first epoch."""
+        self.epochs_done, self.best_epoch, self.best_score = 0, -1, None
+        self.history, self.stopped_early = [], False
 
     @property
     def started(self) -> bool:
