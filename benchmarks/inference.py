@@ -49,11 +49,37 @@ EXPORTS = {"tflite-fp32": ("tflite", "fp32"), "tflite-int8": ("tflite", "int8"),
            "onnx-fp32": ("onnx", "fp32")}
 
 
+def trained_like_norms(model, seed: int = 0) -> None:
+    """Give ``model``'s LayerNorms and ConvNeXt LayerScales values like trained ones.
+
+    Keras initialises them to gamma 1, beta 0 and a layer scale of 1e-6; the converters
+    drop a multiplication by one and an addition of zero, so an untrained ConvNeXt would
+    run faster than a trained one and would not show what folding them saves.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    stack = [model]
+    while stack:
+        for layer in stack.pop().layers:
+            if isinstance(layer, keras.Model):
+                stack.append(layer)
+            elif isinstance(layer, keras.layers.LayerNormalization) and layer.weights:
+                layer.set_weights([
+                    (rng.uniform(0.3, 2.0, w.shape) if "gamma" in v.path else
+                     rng.normal(0.0, 0.3, w.shape)).astype(np.float32)
+                    for v, w in zip(layer.weights, layer.get_weights())])
+            elif type(layer).__name__ == "LayerScale":
+                shape = layer.get_weights()[0].shape
+                layer.set_weights([rng.uniform(0.05, 1.0, shape).astype(np.float32)])
+
+
 def write_paper_bundle(out: Path, classes: int = 10, fusion: str = "f4") -> Path:
     """A bundle of untrained ``paper`` networks: five backbones and the three heads.
 
     The weights are Keras's initialisation (no ImageNet, no training), which is all a
-    timing needs; the manifest is what ``avsc train`` writes, so every command accepts it.
+    timing needs, except for the LayerNorms and layer scales (:func:`trained_like_norms`);
+    the manifest is what ``avsc train`` writes, so every command accepts it.
     """
     import keras
 
@@ -71,6 +97,7 @@ def write_paper_bundle(out: Path, classes: int = 10, fusion: str = "f4") -> Path
     for name, spec in BACKBONES.items():
         shape = feature_shape(media, features) if spec.modality == "audio" else None
         model = build_backbone(name, "paper", classes, input_shape=shape)
+        trained_like_norms(model)
         dims[name] = int(model.get_layer(embedding).output.shape[-1])
         path = out / "backbones" / f"{name}.keras"
         path.parent.mkdir(exist_ok=True)
@@ -172,6 +199,7 @@ def child(bundle_path: Path, runtime: str, clip: Path, repeat: int, label_folder
     runs = [end_to_end() for _ in range(repeat)]
     result = {
         "runtime": predictor.runtime,
+        "networks": predictor.describe(),
         "load": load,
         "stages": {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0]},
         "end_to_end": statistics.median(r[0] for r in runs),
@@ -350,6 +378,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    from avsc_core.export.runtime import kernels_report
+
+    for line in kernels_report():  # the CPU model and its vector extensions first
+        print(line)
     clip = args.clip or min(STREET.glob("*.mp4"))
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     bundle = args.work / "paper-model"
@@ -362,6 +394,10 @@ def main() -> int:
     print(f"clip {clip.name}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, median of {args.repeat} runs after a warm-up\n")
     results = {r: run_child(args, bundle, r, clip) for r in runtimes}
+    for r, result in results.items():
+        print(f"{r:12} {result['networks']}")
+    print("(the stage rows run one network at a time, on one lane's threads; the end-to-end "
+          "rows run them as classify does)")
     print_table(results)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 

@@ -24,11 +24,33 @@ can be compared. For example, with the sample data and a tiny model::
     avsc train /tmp/sample --out /tmp/tiny --preset tiny --epochs 1
     python benchmarks/label.py --model /tmp/tiny /tmp/sample
     python benchmarks/label.py --model /tmp/tiny /tmp/sample --files 100 2000 --ray
+
+Before/after (``--variant``, repeatable): each variant is a labelling set-up in a process
+of its own (its source tree, model, runtime and engine options), loaded and warmed up
+once; the timed runs then go round the variants in turn (A, B, C, A, B, C, ...), so a
+shared machine's changing load falls on all of them alike, and the medians are compared.
+The load average is printed before and after. With ``--agree FOLDER`` each variant also
+labels FOLDER once, and its labels are compared with those of ``--reference``::
+
+    git archive HEAD avsc_core | tar -x -C /tmp/before     # today's code, untouched
+    python benchmarks/label.py STREET --repeat 5 \\
+        --variant before=src=/tmp/before,model=/tmp/paper-before \\
+        --variant fold=model=/tmp/paper,ahead=0,lanes=1 \\
+        --variant fold+ahead=model=/tmp/paper,lanes=1 \\
+        --variant after=model=/tmp/paper \\
+        --variant fp32=model=/tmp/paper,runtime=tflite-fp32 \\
+        --timed before,fold,fold+ahead,after --agree AGREE_FOLDER --reference fp32
+
+Variant keys: ``src`` (a source tree whose ``avsc_core`` is imported instead of this
+one's), ``model``, ``runtime`` (``Predictor``'s), ``lanes`` (networks side by side; 1 runs
+them in turn on all cores), ``threads``, ``ahead`` (0: decode each file only when its turn
+comes, as before the decode-ahead thread), ``jobs``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -40,29 +62,12 @@ import threading
 import time
 from pathlib import Path
 
-# The /proc/cpuinfo flags that decide how fast the networks and the features run.
-VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-                "amx_bf16", "amx_int8", "asimd", "sve", "sve2")
-
 
 def cpu_line() -> str:
     """``CPU: <model>, <n> cores; vector extensions: ...`` from /proc/cpuinfo."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model", "CPU part") and model == "unknown":
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    found = [f for f in VECTOR_FLAGS if f in flags]
-    return (f"CPU: {model}, {os.cpu_count()} cores; vector extensions: "
-            f"{' '.join(found) or 'none found'}")
+    from avsc_core.inference.device import cpu_info
+
+    return cpu_info().line()
 
 
 def cpu_seconds() -> float:
@@ -93,6 +98,136 @@ def speed(args: argparse.Namespace) -> None:
             print(f"--jobs {jobs}: {median:6.2f} s  {len(files) / median:6.2f} files/s  "
                   f"CPU {statistics.median(cpu):6.2f} s  "
                   f"(runs: {', '.join(f'{s:.2f}' for s in seconds)})")
+
+
+# --- before/after: variants in processes of their own, timed in turn --------------------
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``NAME=key=value,key=value`` -> ``(NAME, {key: value})``."""
+    name, _, rest = text.partition("=")
+    spec: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in ("src", "model", "runtime", "lanes", "threads", "ahead", "jobs"):
+            raise SystemExit(f"--variant {name}: unknown key {key!r}")
+        spec[key] = value
+    if "model" not in spec:
+        raise SystemExit(f"--variant {name}: needs model=...")
+    return name, spec
+
+
+def serve(spec: dict) -> None:
+    """In a process of its own: one variant, loaded once; label a folder per stdin line."""
+    if spec.get("src"):
+        sys.path.insert(0, str(Path(spec["src"]).resolve()))
+    import csv
+
+    import avsc_core
+    from avsc_core.bundle import load_bundle
+    from avsc_core.inference.predictor import Predictor
+    from avsc_core.label import label_folder
+
+    options = {"runtime": spec.get("runtime", "auto")}
+    for key in ("lanes", "threads"):
+        if spec.get(key):
+            options[key] = int(spec[key])
+    if "ahead" in spec:
+        import avsc_core.label.run as engine
+
+        engine.DECODE_AHEAD = spec["ahead"] not in ("0", "false", "no")
+    predictor = Predictor(load_bundle(spec["model"]), **options)
+    jobs = int(spec.get("jobs", 1))
+    describe = getattr(predictor, "describe", lambda: predictor.runtime)()
+    print(json.dumps({"ready": True, "code": str(Path(avsc_core.__file__).parent),
+                      "networks": describe}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, line in enumerate(sys.stdin):
+            folder = line.strip()
+            out = Path(tmp) / f"run{n}.csv"
+            start, start_cpu = time.perf_counter(), cpu_seconds()
+            summary = label_folder(folder, predictor, out, recursive=True, jobs=jobs)
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
+            with open(out, newline="", encoding="utf-8") as handle:
+                labels = {row["file"]: row["label"] or "error" for row in csv.DictReader(handle)}
+            print(json.dumps({"seconds": seconds, "cpu": cpu, "files": summary.labelled +
+                              summary.failed, "labels": labels}), flush=True)
+
+
+class Variant:
+    """A running :func:`serve` process."""
+
+    def __init__(self, name: str, spec: dict):
+        self.name, self.spec = name, spec
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", json.dumps(spec)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise SystemExit(f"variant {self.name} stopped (exit {self.process.wait()})")
+
+    def label(self, folder: Path) -> dict:
+        self.process.stdin.write(f"{folder}\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def compare(args: argparse.Namespace) -> None:
+    from avsc_core.export.runtime import kernels_report
+    from avsc_core.label import find_media_files
+
+    for line in kernels_report()[1:]:
+        print(line)
+    files = find_media_files(args.folder, recursive=True)
+    variants = dict(parse_variant(v) for v in args.variant)
+    timed = args.timed.split(",") if args.timed else list(variants)
+    running = {name: Variant(name, spec) for name, spec in variants.items()}
+    try:
+        for name, variant in running.items():
+            print(f"  {name:18} {variant.info['networks']}  (code: {variant.info['code']})")
+        for name in timed:  # warm-up: first calls, decoder start-up paths, file cache
+            running[name].label(args.folder)
+        print(f"{len(files)} files in {args.folder}; runs in turn, median of {args.repeat}; "
+              f"load average before {os.getloadavg()[0]:.2f} (1 min) "
+              f"{os.getloadavg()[1]:.2f} (5 min)")
+        results: dict[str, list[dict]] = {name: [] for name in timed}
+        for _ in range(args.repeat):
+            for name in timed:
+                results[name].append(running[name].label(args.folder))
+        load = os.getloadavg()
+        print(f"load average after {load[0]:.2f} (1 min) {load[1]:.2f} (5 min) "
+              f"{load[2]:.2f} (15 min)")
+        base = statistics.median(r["seconds"] for r in results[timed[0]])
+        print(f"\n{'variant':18} {'s/run':>7} {'files/s':>8} {'CPU s/file':>11} "
+              f"{'vs ' + timed[0]:>12}  runs (s)")
+        for name in timed:
+            seconds = statistics.median(r["seconds"] for r in results[name])
+            cpu = statistics.median(r["cpu"] for r in results[name]) / len(files)
+            runs = ", ".join(f"{r['seconds']:.2f}" for r in results[name])
+            print(f"{name:18} {seconds:7.2f} {len(files) / seconds:8.2f} {cpu:11.2f} "
+                  f"{base / seconds:11.2f}x  {runs}")
+        if args.agree:
+            labels = {name: v.label(args.agree)["labels"] for name, v in running.items()}
+            reference = args.reference or next(iter(running))
+            ref = labels[reference]
+            spread = collections.Counter(ref.values())
+            print(f"\nlabels on {len(ref)} files of {args.agree} against {reference} "
+                  f"({len(spread)} different labels there: "
+                  f"{', '.join(f'{k} {v}' for k, v in spread.most_common())}):")
+            for name, got in labels.items():
+                if name != reference:
+                    same = sum(got.get(f) == label for f, label in ref.items())
+                    print(f"  {name:18} {same}/{len(ref)} equal ({100 * same / len(ref):.1f}%)")
+    finally:
+        for variant in running.values():
+            variant.close()
 
 
 def make_archive(clips: list[Path], root: Path, count: int) -> Path:
@@ -225,26 +360,41 @@ def memory(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3, help="speed: runs per --jobs value")
     parser.add_argument("--files", type=int, nargs="+", metavar="N",
                         help="memory: report after N files (e.g. 100 2000)")
     parser.add_argument("--ray", action="store_true",
                         help="memory: also with --engine ray (needs the cluster extra)")
+    parser.add_argument("--variant", action="append", metavar="NAME=KEY=VALUE,...",
+                        help="before/after: a labelling set-up to time (repeatable)")
+    parser.add_argument("--timed", help="before/after: the variants to time, in order "
+                        "(default: all; the first is the baseline)")
+    parser.add_argument("--agree", type=Path, metavar="FOLDER",
+                        help="before/after: label FOLDER once per variant, compare labels")
+    parser.add_argument("--reference", help="before/after: the variant --agree compares with")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # ENGINE:JOBS, one measured run
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # a variant's JSON spec
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if args.serve:
+        serve(json.loads(args.serve))
+        return
+    if args.folder is None or (args.model is None and not args.variant):
+        parser.error("give FOLDER and --model (or --variant)")
     if args.child:
         measure(args)
         return
     print(cpu_line())
-    if args.files:
+    if args.variant:
+        compare(args)
+    elif args.files:
         memory(args)
     else:
         speed(args)

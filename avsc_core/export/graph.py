@@ -1,12 +1,21 @@
 """Turning a bundle's Keras network into a fixed-shape TensorFlow graph for the converters.
 
-Two things matter for speed and correctness here:
+Three things matter for speed and correctness here:
 
 - Keras's ConvNeXt writes its 7x7 depthwise convolutions as ``Conv2D(groups=channels)``.
   The converters keep them as grouped convolutions, which TFLite's int8 path runs 2x slower
   than a real depthwise convolution (measured: ConvNeXtTiny, 20 frames, 2.7 against 1.3
   core-seconds). :func:`with_depthwise_convolutions` rebuilds such layers as
   ``DepthwiseConv2D`` with the same weights (same outputs to float rounding).
+- ConvNeXt normalises with ``LayerNormalization`` before a pointwise layer, and scales
+  each block's output with a ``LayerScale``. The converters write a LayerNorm's affine
+  part as three more passes over the activations (``inv * gamma`` broadcast to the whole
+  tensor, ``x * that``, ``+ (beta - mean * that)``), and a LayerScale as one. Both fold
+  exactly into the neighbouring pointwise layer: ``Dense(W, c)(LN(x) * g + b)`` equals
+  ``Dense(diag(g) W, b W + c)(normalise(x))`` (the same for a ``valid`` ``Conv2D``
+  reading the LayerNorm, summing ``b`` over its window), and ``Dense(W, c)(x) * s`` equals
+  ``Dense(W diag(s), c * s)(x)``. :func:`prepared_for_export` applies all three rewrites
+  (the answers change only by float rounding; ``tests/test_fast_runtime.py``).
 - Fusion heads take a dict of embeddings keyed by backbone names such as ``"aud-mel"``;
   graph and tensor names cannot carry every character, so inputs get :func:`sanitize`\\ d
   names and the export records the mapping.
@@ -55,14 +64,112 @@ def with_depthwise_convolutions(model):
 
     Returns ``model`` itself when it has none.
     """
+    return prepared_for_export(model, fold=False)
+
+
+def _consumers(layer) -> set:
+    return {id(node.operation): node.operation for node in layer._outbound_nodes}.values()
+
+
+def _model_outputs(model) -> set[int]:
+    """Ids of the layers whose output is an output of ``model`` or of a model inside it."""
     import keras
 
-    if not any(_is_depthwise(layer) for layer in _walk(model)):
+    ids = set()
+    for m in [model, *(layer for layer in _walk(model) if isinstance(layer, keras.Model))]:
+        for tensor in m.outputs:
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None:
+                ids.add(id(history[0]))
+    return ids
+
+
+def _last_axis(layer) -> bool:
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(layer.input.shape)
+    return [a % rank for a in axis] == [rank - 1]
+
+
+def _is_pointwise(layer) -> bool:
+    """A layer mixing the channels of each position (window) linearly, with no padding."""
+    import keras
+
+    if type(layer) is keras.layers.Dense:
+        return True
+    return (type(layer) is keras.layers.Conv2D and layer.groups == 1
+            and layer.padding == "valid")
+
+
+def _is_layer_scale(layer) -> bool:
+    try:
+        from keras.src.applications.convnext import LayerScale
+    except ImportError:  # a Keras without it has no ConvNeXt to fold
+        return False
+    return type(layer) is LayerScale
+
+
+def fold_plan(model) -> tuple[dict[str, str], dict[str, str]]:
+    """What :func:`prepared_for_export` folds, by layer name.
+
+    Returns
+    -------
+    norms : dict
+        Pointwise layer -> the ``LayerNormalization`` (over the last axis, read by that
+        layer alone) whose ``gamma`` and ``beta`` fold into it.
+    scales : dict
+        ``LayerScale`` -> the ``Dense`` (read by it alone) it folds into.
+    """
+    import keras
+
+    outputs = _model_outputs(model)
+    norms, scales = {}, {}
+    for layer in _walk(model):
+        if id(layer) in outputs:
+            continue
+        consumers = list(_consumers(layer))
+        if len(consumers) != 1 or not consumers[0]._inbound_nodes:
+            continue
+        consumer = consumers[0]
+        if not all(parent.operation is layer for node in consumer._inbound_nodes
+                   for parent in node.parent_nodes):
+            continue  # the consumer also reads something else: it cannot take the fold
+        if (type(layer) is keras.layers.LayerNormalization and not layer.rms_scaling
+                and (layer.center or layer.scale) and _last_axis(layer)
+                and _is_pointwise(consumer)):
+            norms[consumer.name] = layer.name
+        elif type(layer) is keras.layers.Dense and _is_layer_scale(consumer):
+            scales[consumer.name] = layer.name
+    return norms, scales
+
+
+def prepared_for_export(model, fold: bool = True, fold_gamma: bool = True):
+    """``model`` rewritten for the converters, with the same answers to float rounding.
+
+    Grouped convolutions of one channel per group become ``DepthwiseConv2D``; with
+    ``fold``, LayerNorms lose their affine part to the pointwise layer after them and
+    LayerScales disappear into the ``Dense`` before them (see the module's text).
+    ``fold_gamma=False`` folds only the LayerNorms' ``beta`` (and the LayerScales),
+    leaving ``gamma`` in the LayerNorm.
+
+    Folding ``gamma`` scales the rows of the pointwise kernel, which int8 quantises per
+    output channel, so an int8 export's rounding moves: on ConvNeXtTiny with trained-like
+    LayerNorm values (``benchmarks/inference.py``'s bundle, 12 real and sample clips'
+    frames) the mean int8 error of ``emb2`` grew from 0.0133 to 0.0154 (0.0140 with
+    ``fold_gamma=False``) while the network ran 5.4 % faster (1.5 %).
+    Returns ``model`` itself when there is nothing to rewrite.
+    """
+    import keras
+    import numpy as np
+
+    norms, scales = fold_plan(model) if fold else ({}, {})
+    folded_norms = set(norms.values())
+    folded_dense = set(scales.values())
+    if not norms and not scales and not any(_is_depthwise(layer) for layer in _walk(model)):
         return model
 
     def clone(layer):
+        config = layer.get_config()
         if _is_depthwise(layer):
-            config = layer.get_config()
             return keras.layers.DepthwiseConv2D(
                 kernel_size=config["kernel_size"],
                 strides=config["strides"],
@@ -72,20 +179,59 @@ def with_depthwise_convolutions(model):
                 name=layer.name,
                 dtype=layer.dtype_policy,
             )
-        return layer.__class__.from_config(layer.get_config())
+        if layer.name in folded_norms:
+            config.update(center=False, scale=config["scale"] and not fold_gamma)
+        elif layer.name in norms or layer.name in folded_dense:
+            config["use_bias"] = True  # it takes the LayerNorm's shift (or stays as it was)
+        elif layer.name in scales:
+            return keras.layers.Activation("linear", name=layer.name, dtype=layer.dtype_policy)
+        return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     originals = {layer.name: layer for layer in _walk(model)}
+    scale_of = {dense: originals[ls].get_weights()[0] for ls, dense in scales.items()}
     for layer in _walk(copy):
         if isinstance(layer, keras.Model) or not layer.weights:
             continue
         weights = originals[layer.name].get_weights()
+        if layer.name in folded_norms:
+            weights = weights[:1]  # gamma kept (fold_gamma=False), beta folded
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             # Grouped (kh, kw, 1, channels) -> depthwise (kh, kw, channels, 1).
             kernel = weights[0]
             weights[0] = kernel.reshape(*kernel.shape[:2], kernel.shape[3], 1)
+        if layer.name in norms:
+            weights = _fold_norm(originals[norms[layer.name]], weights, fold_gamma)
+        if layer.name in scale_of:
+            kernel, bias = _with_bias(weights)
+            s = scale_of[layer.name].astype(np.float64)
+            weights = [(kernel * s).astype(kernel.dtype), (bias * s).astype(bias.dtype)]
         layer.set_weights(weights)
     return copy
+
+
+def _with_bias(weights: list):
+    import numpy as np
+
+    kernel = weights[0]
+    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-1], kernel.dtype)
+    return kernel.astype(np.float64), bias.astype(np.float64)
+
+
+def _fold_norm(norm, weights: list, fold_gamma: bool = True) -> list:
+    """The weights of the pointwise layer after ``norm`` with its ``gamma``/``beta`` taken in:
+    ``diag(gamma) W`` and ``c + beta W`` (summed over a convolution's window), in float64."""
+    import numpy as np
+
+    dtype = weights[0].dtype
+    kernel, bias = _with_bias(weights)
+    channels = kernel.shape[-2]
+    gamma = (np.asarray(norm.gamma, np.float64) if norm.scale and fold_gamma
+             else np.ones(channels))
+    beta = (np.asarray(norm.beta, np.float64) if norm.center else np.zeros(channels))
+    # kernel: (channels, out) for Dense, (kh, kw, channels, out) for Conv2D.
+    shift = np.einsum("kco,c->o", kernel.reshape(-1, *kernel.shape[-2:]), beta)
+    return [(kernel * gamma[:, None]).astype(dtype), (bias + shift).astype(dtype)]
 
 
 def backbone_graph(model, batch: int, saved_model: Path) -> dict[str, str]:
@@ -98,7 +244,7 @@ def backbone_graph(model, batch: int, saved_model: Path) -> dict[str, str]:
     """
     import keras
 
-    model = with_depthwise_convolutions(model)
+    model = prepared_for_export(model)
     outputs = keras.Model(model.input, [model.get_layer(n).output for n in OUTPUTS])
     name = model.inputs[0].name
     inputs = {name: sanitize(name)}

@@ -8,6 +8,17 @@ a call cuts its inputs into batches of that size and pads the last one.
 Neither runtime imports TensorFlow: classifying with an export starts faster and uses
 far less memory than with Keras. TFLite models run in LiteRT (``ai-edge-litert``) when it
 is installed, else in TensorFlow's own (deprecated) ``tf.lite.Interpreter``.
+
+Kernels. TFLite runs on the CPU only, in XNNPACK (AVX2, AVX-512 and VNNI kernels picked
+at run time for the CPU at hand; the int8 exports' QD8 GEMMs use VNNI where the CPU has
+it). XNNPACK's "latest features" option and a 1x1 convolution in place of ConvNeXt's
+pointwise ``Dense`` made no difference (measured, AVX-512 VNNI machine). ONNX Runtime
+uses its CUDA provider when ``onnxruntime-gpu`` is installed and a GPU is visible
+(``device="gpu"``), else its CPU provider. Both release the GIL while they compute, so
+networks of one file can run side by side in threads (see
+:class:`avsc_core.inference.predictor.Predictor`); a network sharing the cores with
+another is then given ``spin=False`` so that ONNX Runtime's idle threads do not busy-wait
+on a core the other one needs. :func:`kernels_report` says what this machine has.
 """
 
 from __future__ import annotations
@@ -25,10 +36,38 @@ from avsc_core.quiet import quiet_stderr
 
 def default_threads() -> int:
     """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from avsc_core.inference.device import usable_cores
+
+    return usable_cores()
+
+
+def kernels_report() -> list[str]:
+    """What runs the exported networks on this machine, one line per runtime."""
+    import importlib.metadata
+    import importlib.util
+
+    from avsc_core.inference.device import cpu_info, gpu_visible, onnx_providers
+
+    info = cpu_info()
+    lines = [info.line()]
+    flags = set(info.flags)
+    best = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags
+            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE/NEON")
+    for package in ("ai-edge-litert", "tensorflow"):
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        lines.append(f"TFLite: {package} {version}, XNNPACK delegate on the CPU "
+                     f"(best int8 kernels for this CPU: {best})")
+        break
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        lines.append(f"ONNX Runtime {onnxruntime.__version__}: providers "
+                     f"{', '.join(onnx_providers())}")
+    lines.append(f"GPU visible: {'yes' if gpu_visible() else 'no'}")
+    return lines
 
 
 class ExportedNetwork:
@@ -44,14 +83,27 @@ class ExportedNetwork:
         The batch the graph was exported with.
     threads : int, optional
         CPU threads for the runtime; all available cores by default.
+    device : {"cpu", "gpu"}
+        Where to run; only ONNX Runtime (with its CUDA provider) runs on a GPU.
+    spin : bool
+        Whether idle runtime threads may busy-wait for the next piece of work (faster
+        alone, wasteful when another network shares the cores).
+
+    Attributes
+    ----------
+    device : str
+        Where it does run (``"cpu"`` when a GPU was asked for but could not be used).
     """
 
+    device = "cpu"
+
     def __init__(self, path: Path, inputs: Mapping[str, str], batch_size: int,
-                 threads: int | None = None):
+                 threads: int | None = None, device: str = "cpu", spin: bool = True):
         self.path = Path(path)
         self.inputs = dict(inputs)
         self.batch_size = int(batch_size)
         self.threads = threads or default_threads()
+        self.spin = spin
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -87,44 +139,97 @@ def _quiet_stderr():
     return quiet_stderr()
 
 
-def _tflite_interpreter(path: Path, threads: int):
+def _tflite_interpreter(path: Path, threads: int, delegate: bool = True):
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
         import warnings
 
         with warnings.catch_warnings():
             # TensorFlow warns that its interpreter moves to ai-edge-litert; it still works.
             warnings.simplefilter("ignore")
-            from tensorflow.lite.python.interpreter import Interpreter
-    return Interpreter(model_path=str(path), num_threads=threads)
+            from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
+    resolver = (OpResolverType.AUTO if delegate
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return Interpreter(model_path=str(path), num_threads=threads,
+                       experimental_op_resolver_type=resolver)
 
 
 class TFLiteNetwork(ExportedNetwork):
-    """A ``.tflite`` network, run by the XNNPACK delegate on ``threads`` cores."""
+    """A ``.tflite`` network, run by the XNNPACK delegate on ``threads`` cores (CPU only).
+
+    ``batch`` other than the exported ``batch_size`` resizes the graph's inputs (see
+    :meth:`with_batch`).
+    """
 
     def __init__(self, path: Path, inputs: Mapping[str, str], batch_size: int,
-                 threads: int | None = None):
-        super().__init__(path, inputs, batch_size, threads)
+                 threads: int | None = None, device: str = "cpu", spin: bool = True,
+                 batch: int | None = None):
+        super().__init__(path, inputs, batch_size, threads, "cpu", spin)
         try:
             with _quiet_stderr():
                 self._interpreter = _tflite_interpreter(self.path, self.threads)
+                if batch is not None and batch != self.batch_size:
+                    self._resize(batch)
                 self._interpreter.allocate_tensors()  # where the delegate is created
                 self._runner = self._interpreter.get_signature_runner("serve")
         except (ValueError, RuntimeError) as exc:
             raise AvscError(f"{self.path}: cannot be loaded by TFLite ({exc})") from exc
+
+    def _resize(self, batch: int) -> None:
+        _check_batch_free(self.path, self.batch_size, batch)
+        for detail in self._interpreter.get_input_details():
+            self._interpreter.resize_tensor_input(detail["index"],
+                                                  [batch, *detail["shape"][1:]])
+        self.batch_size = batch
+
+    def with_batch(self, batch: int, threads: int | None = None) -> TFLiteNetwork:
+        """Another instance of this network, for batches of ``batch`` inputs.
+
+        Raises
+        ------
+        AvscError
+            The graph cannot take another batch (a shape in it depends on the batch
+            in another way than through its first dimension).
+        """
+        return TFLiteNetwork(self.path, self.inputs, self.batch_size, threads or self.threads,
+                             "cpu", self.spin, batch)
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Copies: the runner's outputs are views of buffers the next call overwrites.
         return {k: np.array(v) for k, v in self._runner(**feed).items()}
 
 
+def _check_batch_free(path: Path, exported: int, batch: int) -> None:
+    """Raise ``ValueError`` (or TFLite's ``RuntimeError``) unless the graph in ``path``
+    takes ``batch`` inputs as it took ``exported``: resized (without the delegate, so that
+    TFLite infers every shape), each tensor that had the batch in front must have the new
+    one there and every other one its old shape. A graph holding the batch anywhere else
+    in a shape (a reshape of the whole batch) is refused. An operator that mixes the
+    inputs of a batch without a shape showing it would not be; the backbones' graphs have
+    none (inference-mode layers treat each frame on its own)."""
+    interpreter = _tflite_interpreter(path, 1, delegate=False)
+    before = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
+    for detail in interpreter.get_input_details():
+        interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+    interpreter.allocate_tensors()
+    for t in interpreter.get_tensor_details():
+        old = before.get(t["index"])
+        if not old:
+            continue
+        want = (batch, *old[1:]) if old[0] == exported else old
+        if tuple(t["shape"]) != want:
+            raise ValueError(f"tensor {t['name']} has shape {tuple(t['shape'])} for a batch "
+                             f"of {batch}, not {want}")
+
+
 class OnnxNetwork(ExportedNetwork):
-    """A ``.onnx`` network, run by ONNX Runtime's CPU provider with all graph optimisations."""
+    """A ``.onnx`` network, run by ONNX Runtime with all graph optimisations: its CUDA
+    provider with ``device="gpu"`` (when installed), else its CPU provider."""
 
     def __init__(self, path: Path, inputs: Mapping[str, str], batch_size: int,
-                 threads: int | None = None):
-        super().__init__(path, inputs, batch_size, threads)
+                 threads: int | None = None, device: str = "cpu", spin: bool = True):
+        super().__init__(path, inputs, batch_size, threads, device, spin)
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -133,12 +238,18 @@ class OnnxNetwork(ExportedNetwork):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if device == "gpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
         try:
-            self._session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise AvscError(f"{self.path}: cannot be loaded by ONNX Runtime ({exc})") from exc
+        # ONNX Runtime falls back to the CPU when the CUDA provider cannot start.
+        self.device = "gpu" if self._session.get_providers()[0] == "CUDAExecutionProvider" \
+            else "cpu"
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -148,7 +259,16 @@ class OnnxNetwork(ExportedNetwork):
 NETWORKS = {"tflite": TFLiteNetwork, "onnx": OnnxNetwork}
 
 
-def open_network(format: str, path: Path, entry: Mapping, threads: int | None = None
+def open_network(format: str, path: Path, entry: Mapping, threads: int | None = None,
+                 device: str = "cpu", spin: bool = True, batch: int | None = None
                  ) -> ExportedNetwork:
-    """The runtime for one network of an export (``entry``: its manifest entry)."""
-    return NETWORKS[format](path, entry["inputs"], entry["batch"], threads)
+    """The runtime for one network of an export (``entry``: its manifest entry).
+
+    ``batch`` (TFLite only) resizes the graph to that many inputs per call; an
+    :class:`AvscError` says when it cannot be.
+    """
+    if batch is None or batch == entry["batch"]:
+        return NETWORKS[format](path, entry["inputs"], entry["batch"], threads, device, spin)
+    if format != "tflite":
+        raise AvscError(f"{path}: a {format} graph keeps the batch it was exported with")
+    return TFLiteNetwork(path, entry["inputs"], entry["batch"], threads, device, spin, batch)

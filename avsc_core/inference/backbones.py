@@ -77,5 +77,17 @@ def run_visual_backbone(
     """
     segments, n_frames = frames.shape[:2]
     flat = frames.reshape((segments * n_frames, *frames.shape[2:]))
-    outputs = _predict(runner, flat, batch_size)
-    return {name: out.reshape(segments, n_frames, -1).mean(axis=1) for name, out in outputs.items()}
+    return segment_means(_predict(runner, flat, batch_size), segments, n_frames)
+
+
+def run_frames(runner: Runner, frames: np.ndarray, batch_size: int = 20
+               ) -> dict[str, np.ndarray]:
+    """Outputs per frame for ``(n, h, w, 3)`` frames (any part of a batch's frames)."""
+    return _predict(runner, frames, batch_size)
+
+
+def segment_means(outputs: dict[str, np.ndarray], segments: int, n_frames: int
+                  ) -> dict[str, np.ndarray]:
+    """Per-frame outputs ``(segments * n_frames, d)`` averaged over each segment's frames."""
+    return {name: out.reshape(segments, n_frames, -1).mean(axis=1)
+            for name, out in outputs.items()}

@@ -12,23 +12,66 @@ The networks run in Keras, or in an optimised copy written by ``avsc export``
 (:mod:`avsc_core.export`) when the bundle has one: ``runtime="auto"`` takes the fastest
 export recorded in the manifest (:data:`avsc_core.export.formats.AUTO_ORDER`), and Keras
 when there is none. An export is used only when all of its networks are present.
+
+Where they run (:func:`choose_runtime`, :func:`runtime_device`): when a GPU is visible,
+``runtime="auto"`` takes the bundle's ONNX export on ONNX Runtime's CUDA provider if
+``onnxruntime-gpu`` is installed, else Keras on TensorFlow's GPU, else (with a warning)
+the CPU as without a GPU; ``device="cpu"`` (or ``AVSC_DEVICE=cpu``) keeps them on the CPU.
+The choice is logged (``avsc --debug`` shows it). On a GPU, frames and spectrograms go to
+the networks in large batches, and ``avsc label`` gathers the segments of several files
+into one batch (:attr:`Predictor.batch_segments`, :meth:`Predictor.predict_many`).
+
+On a CPU, an export's networks run in :attr:`Predictor.lanes` threads side by side
+(TFLite and ONNX Runtime compute without the GIL), each network on one thread: the frames
+of each visual network are split between the lanes (an instance of the network per lane,
+resized to its share of the frames: the same answers, since every frame goes through the
+network on its own), and the audio networks go to the least loaded lane. Compared with
+each network in turn on all cores, no operator waits for its slowest thread (which a
+machine shared with other work makes frequent), and the lanes' work stays even.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from avsc_core.bundle import Bundle
 from avsc_core.errors import AvscError
-from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
+from avsc_core.inference.backbones import (
+    backbone_runner,
+    run_audio_backbone,
+    run_frames,
+    run_visual_backbone,
+    segment_means,
+)
 from avsc_core.inference.calibration import apply_temperature, temperatures
+from avsc_core.inference.device import (
+    gpu_visible,
+    onnx_cuda,
+    requested_device,
+    tensorflow_gpus,
+    usable_cores,
+)
 from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
+
+log = logging.getLogger(__name__)
 
 BRANCHES = ("audio", "visual", "fused")
 KERAS = "keras"
+
+# Segments of several files gathered into one batch of network inputs on a GPU
+# (16 ten-second segments: 320 frames per call of a visual network).
+GPU_BATCH_SEGMENTS = 16
+# Inputs per call of a Keras network: frames of a visual network, spectrograms of an
+# audio one (exports have the batch they were written with).
+CPU_BATCH = {"visual": 20, "audio": 16}
+GPU_BATCH = {"visual": 320, "audio": 64}
 
 
 @dataclass
@@ -48,28 +91,48 @@ class SegmentPredictions:
     unfamiliar_threshold: float | None = None
 
 
-def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
+def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") -> str:
     """The runtime :class:`Predictor` uses: ``"keras"`` or an export key (``"tflite-int8"``).
 
     Parameters
     ----------
     runtime : str
-        ``"auto"`` (the fastest export, else Keras), ``"keras"``, a format (``"tflite"``,
-        ``"onnx"``: its fastest precision) or an export key.
+        ``"auto"`` (on a usable GPU: the ONNX export on ONNX Runtime's CUDA provider, else
+        Keras on TensorFlow's GPU; on a CPU: the fastest export, else Keras),
+        ``"keras"``, a format (``"tflite"``, ``"onnx"``: its fastest precision) or an
+        export key.
+    device : {"auto", "cpu", "gpu"}
+        ``"cpu"`` never picks a runtime for its GPU; ``"auto"`` reads ``AVSC_DEVICE``.
 
     Raises
     ------
     AvscError
-        When the requested export is not in the bundle.
+        When the requested export is not in the bundle, or ``device="gpu"`` and no
+        runtime can use one.
     """
     from avsc_core.export.formats import AUTO_ORDER, FORMATS
 
     exports = bundle.exports
     complete = [k for k in exports if _complete(bundle, exports[k])]
     ranked = sorted(complete, key=lambda k: AUTO_ORDER.index(k) if k in AUTO_ORDER else 99)
+    device = requested_device(device)
     if runtime == KERAS:
         return KERAS
     if runtime == "auto":
+        if device != "cpu" and gpu_visible():
+            onnx = [k for k in ranked if exports[k]["format"] == "onnx"]
+            if onnx and onnx_cuda():
+                return onnx[0]
+            if tensorflow_gpus():
+                return KERAS
+            log.warning(
+                "a GPU is visible but no runtime here can use it (ONNX Runtime's CUDA "
+                "provider needs onnxruntime-gpu and an ONNX export; Keras needs "
+                "TensorFlow with CUDA): the networks run on the CPU")
+        if device == "gpu":
+            raise AvscError("--device gpu: no GPU this model's runtimes can use (install "
+                            "onnxruntime-gpu and write an ONNX export, or TensorFlow "
+                            "with CUDA)")
         return ranked[0] if ranked else KERAS
     if runtime in FORMATS:
         matching = [k for k in ranked if exports[k]["format"] == runtime]
@@ -82,6 +145,37 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
         f"{bundle.root}: no {runtime} export in this model (exports: {have}); "
         f"write one with 'avsc export --model {bundle.root} --format ...'"
     )
+
+
+def runtime_device(bundle: Bundle, runtime: str, device: str = "auto") -> str:
+    """Where ``runtime`` (as :func:`choose_runtime` returns it) runs: ``"cpu"`` or ``"gpu"``."""
+    if requested_device(device) == "cpu" or not gpu_visible():
+        return "cpu"
+    if runtime == KERAS:
+        return "gpu" if tensorflow_gpus() else "cpu"
+    if bundle.exports[runtime]["format"] == "onnx" and onnx_cuda():
+        return "gpu"
+    return "cpu"
+
+
+# Most lanes a Predictor opens by default: each holds an instance of every visual network.
+MAX_LANES = 4
+
+
+def default_lanes(bundle: Bundle, runtime: str, device: str, threads: int) -> int:
+    """Lanes for an export on the CPU: one per core (at most :data:`MAX_LANES`) when its
+    visual networks' frames can be split between lanes (TFLite), else one per visual
+    network (ONNX: each runs whole in a lane); one for Keras and on a GPU, which schedule
+    their own work."""
+    if runtime == KERAS or device != "cpu" or threads < 2:
+        return 1
+    visual = [n for n in bundle.backbone_names
+              if bundle.backbone_entry(n).get("modality") == "visual"]
+    if not visual:
+        return 1
+    if bundle.exports[runtime]["format"] == "tflite":
+        return min(threads, MAX_LANES)
+    return max(1, min(len(visual), threads))
 
 
 def _complete(bundle: Bundle, export: dict) -> bool:
@@ -99,25 +193,77 @@ class Predictor:
     runtime : str
         See :func:`choose_runtime`; the choice is in :attr:`runtime`.
     threads : int, optional
-        CPU threads of an exported runtime (all cores by default; give 1 per process
-        when several run side by side). Keras keeps TensorFlow's own setting.
+        CPU threads of an exported runtime, shared by its lanes (all cores by default;
+        give 1 per process when several run side by side). Keras keeps TensorFlow's own
+        setting.
+    device : {"auto", "cpu", "gpu"}
+        See :func:`choose_runtime`; where the networks run is in :attr:`device`.
+    lanes : int, optional
+        Networks run side by side on the CPU (:func:`default_lanes` by default; 1 runs
+        them one after the other, each on all ``threads``).
+    batch_segments : int, optional
+        Segments of several files ``avsc label`` gathers into one call of the networks
+        (:data:`GPU_BATCH_SEGMENTS` on a GPU, 0 on a CPU: one file's batch at a time,
+        since the exports' batch is fixed and larger calls gain nothing there).
     """
 
-    def __init__(self, bundle: Bundle, runtime: str = "auto", threads: int | None = None):
+    def __init__(self, bundle: Bundle, runtime: str = "auto", threads: int | None = None,
+                 device: str = "auto", lanes: int | None = None,
+                 batch_segments: int | None = None):
         self.bundle = bundle
         self.embedding_type = int(bundle.manifest.get("embedding_type", 2))
-        self.runtime = choose_runtime(bundle, runtime)
-        self.threads = threads
+        self.runtime = choose_runtime(bundle, runtime, device)
+        self.device = runtime_device(bundle, self.runtime, device)
+        if self.runtime == KERAS and self.device == "cpu" and gpu_visible():
+            _hide_gpus_from_tensorflow()
+        cores = threads or usable_cores()
+        self.lanes = max(1, lanes if lanes is not None
+                         else default_lanes(bundle, self.runtime, self.device, cores))
+        # Each network gets its lane's share of the cores.
+        self.threads = threads if self.lanes == 1 else max(1, cores // self.lanes)
+        self.batch_segments = (batch_segments if batch_segments is not None
+                               else GPU_BATCH_SEGMENTS if self.device == "gpu" else 0)
+        self.batch = GPU_BATCH if self.device == "gpu" else CPU_BATCH
         self.temperatures = temperatures(bundle.manifest)
         self.familiarity = load_familiarity(bundle)
         self._runners: dict[str, object] = {}
+        # Visual backbone -> frames per call of its instance in each lane (None: it runs
+        # whole, in one lane); (backbone, lane) -> that instance.
+        self._split: dict[str, int | None] = {}
+        self._replicas: dict[tuple[str, int], object] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # Seconds each backbone took last (visual first until measured): longest first.
+        self._cost: dict[str, float] = {}
+        log.info("networks: %s", self.describe())
 
-    def _export_network(self, group: str, name: str):
+    def describe(self) -> str:
+        """Which runtime runs the networks, where, and how (the line logged at start)."""
+        if self.runtime == KERAS:
+            where = ("TensorFlow's GPU " + ", ".join(tensorflow_gpus()) if self.device == "gpu"
+                     else "the CPU")
+            return f"Keras on {where}"
+        export = self.bundle.exports[self.runtime]
+        if self.device == "gpu":
+            return f"{self.runtime} export on the GPU (ONNX Runtime's CUDA provider)"
+        tflite = export["format"] == "tflite"
+        engine = "XNNPACK" if tflite else "ONNX Runtime CPU provider"
+        cores = self.threads or usable_cores()
+        threads = f"{cores} thread{'s' if cores != 1 else ''}"
+        if self.lanes == 1:
+            return f"{self.runtime} export on the CPU ({engine}, {threads})"
+        how = ("visual networks' frames split between them" if tflite
+               else "networks shared out between them")
+        return (f"{self.runtime} export on the CPU ({engine}, {self.lanes} lanes of "
+                f"{threads} side by side, {how})")
+
+    def _export_network(self, group: str, name: str, batch: int | None = None):
         from avsc_core.export.runtime import open_network
 
         export = self.bundle.exports[self.runtime]
         entry = export[group][name]
-        return open_network(export["format"], self.bundle.export_file(entry), entry, self.threads)
+        return open_network(export["format"], self.bundle.export_file(entry), entry,
+                            self.threads, self.device, spin=self.lanes == 1, batch=batch)
 
     def backbone(self, name: str):
         """The runner of backbone ``name``: ``runner(x) -> {"emb1", "emb2", "probs"}``."""
@@ -167,6 +313,119 @@ class Predictor:
                 kinds.append(feature)
         return tuple(kinds), frames
 
+    def _run_backbone(self, name: str, x: np.ndarray, visual: bool) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        if visual:
+            out = run_visual_backbone(self.backbone(name), x, self.batch["visual"])
+        else:
+            out = run_audio_backbone(self.backbone(name), x, self.batch["audio"])
+        self._cost[name] = time.perf_counter() - start
+        return out
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="avsc-network")
+            return self._pool
+
+    def _frames_per_lane(self, name: str) -> int | None:
+        """Frames per call of each lane's instance of visual backbone ``name``, or
+        ``None`` when it runs whole in one lane (Keras, ONNX, or a graph that cannot take
+        another batch)."""
+        if name not in self._split:
+            split = None
+            if self.runtime != KERAS and self.lanes > 1:
+                export = self.bundle.exports[self.runtime]
+                batch = int(export["backbones"][name]["batch"])
+                per_lane = -(-batch // self.lanes)
+                if export["format"] == "tflite" and batch > 1:
+                    try:
+                        for lane in range(self.lanes):
+                            self._replicas[(name, lane)] = self._export_network(
+                                "backbones", name, batch=per_lane)
+                        split = per_lane
+                    except AvscError as exc:
+                        log.debug("%s runs whole in one lane: %s", name, exc)
+            self._split[name] = split
+        return self._split[name]
+
+    def _run_lane(self, work: list[tuple]) -> dict:
+        out = {}
+        for kind, name, x, extra in work:
+            if kind == "frames":
+                runner = self._replicas[(name, extra)]
+                start = time.perf_counter()
+                out[(name, extra)] = run_frames(runner, x, runner.batch_size)
+                out[("seconds", name, extra)] = time.perf_counter() - start
+            else:
+                out[name] = self._run_backbone(name, x, extra)
+        return out
+
+    def backbone_outputs(
+        self, features: dict[str, np.ndarray] | None, frames: np.ndarray | None
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """``{backbone: {"emb1", "emb2", "probs"}}`` for the backbones the inputs can feed,
+        in :attr:`lanes` threads side by side when there are several (see the module)."""
+        jobs = []
+        for name in self.bundle.backbone_names:
+            feature = self._feature(name)
+            if feature == "frames":
+                if frames is not None:
+                    jobs.append((name, frames, True))
+            elif features is not None and feature in features:
+                jobs.append((name, features[feature], False))
+        if self.lanes == 1 or not jobs:
+            return {name: self._run_backbone(name, x, visual) for name, x, visual in jobs}
+        lanes = self.lanes
+        work: list[list[tuple]] = [[] for _ in range(lanes)]
+        load = [0.0] * lanes
+        split: dict[str, tuple[int, int, int]] = {}
+        whole = []
+        for name, x, visual in jobs:
+            per_lane = self._frames_per_lane(name) if visual else None
+            if per_lane is None:
+                whole.append((name, x, visual))
+                continue
+            flat = x.reshape((-1, *x.shape[2:]))
+            step = -(-len(flat) // (lanes * per_lane)) * per_lane  # whole calls per lane
+            pieces = [k for k in range(lanes) if k * step < len(flat)]
+            split[name] = (x.shape[0], x.shape[1], len(pieces))
+            cost = self._cost.get(name, 1e3)
+            for k in pieces:
+                piece = flat[k * step:(k + 1) * step]
+                work[k].append(("frames", name, piece, k))
+                load[k] += cost * len(piece) / len(flat)
+        # Longest first, each to the lane with least to do (visual ones first until their
+        # times are known).
+        for name, x, visual in sorted(
+                whole, key=lambda job: -self._cost.get(job[0], 1e3 if job[2] else 1.0)):
+            self.backbone(name)  # loaded here: loading is not thread-safe
+            lane = int(np.argmin(load))
+            work[lane].append(("whole", name, x, visual))
+            load[lane] += self._cost.get(name, 1e3 if visual else 1.0)
+        busy = [w for w in work if w]
+        if len(busy) == 1:
+            done = [self._run_lane(busy[0])]
+        else:
+            pool = self._executor()
+            futures = [pool.submit(self._run_lane, w) for w in busy[1:]]
+            done = [self._run_lane(busy[0])] + [f.result() for f in futures]
+        out: dict = {}
+        for part in done:
+            out.update(part)
+        results = {}
+        for name, _, _ in jobs:
+            if name not in split:
+                results[name] = out[name]
+                continue
+            segments, n_frames, pieces = split[name]
+            parts = [out[(name, k)] for k in range(pieces)]
+            self._cost[name] = sum(out[("seconds", name, k)] for k in range(pieces))
+            results[name] = segment_means(
+                {key: np.concatenate([p[key] for p in parts]) for key in parts[0]},
+                segments, n_frames)
+        return results
+
     def predict(
         self,
         features: dict[str, np.ndarray] | None,
@@ -177,16 +436,7 @@ class Predictor:
         embeddings: dict[str, np.ndarray] = {}
         familiarity_inputs: dict[str, np.ndarray] = {}
         key = f"emb{self.embedding_type}"
-        for name in self.bundle.backbone_names:
-            feature = self._feature(name)
-            if feature == "frames":
-                if frames is None:
-                    continue
-                out = run_visual_backbone(self.backbone(name), frames)
-            else:
-                if features is None or feature not in features:
-                    continue
-                out = run_audio_backbone(self.backbone(name), features[feature])
+        for name, out in self.backbone_outputs(features, frames).items():
             result.backbones[name] = out["probs"]
             embeddings[name] = out[key]
             familiarity_inputs[name] = out[EMBEDDING]
@@ -202,6 +452,34 @@ class Predictor:
             result.unfamiliar_threshold = self.familiarity.threshold
         return result
 
+    def predict_many(
+        self, inputs: Sequence[tuple[dict[str, np.ndarray] | None, np.ndarray | None]]
+    ) -> list[SegmentPredictions]:
+        """:meth:`predict` for several ``(features, frames)`` batches (of one file or of
+        several) with one call of each network per kind of batch.
+
+        Batches with the same streams (the same spectrogram kinds, frames or not) are
+        joined, predicted together and split again, so the answers are those of
+        :meth:`predict` on each batch (every network treats its rows independently).
+        """
+        groups: dict[tuple, list[int]] = {}
+        for i, (features, frames) in enumerate(inputs):
+            groups.setdefault(_signature(features, frames), []).append(i)
+        answers: list[SegmentPredictions | None] = [None] * len(inputs)
+        for members in groups.values():
+            if len(members) == 1:
+                answers[members[0]] = self.predict(*inputs[members[0]])
+                continue
+            parts = [inputs[i] for i in members]
+            features = (None if parts[0][0] is None else
+                        {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]})
+            frames = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+            joined = self.predict(features, frames)
+            sizes = [_rows(*p) for p in parts]
+            for i, piece in zip(members, split_predictions(joined, sizes)):
+                answers[i] = piece
+        return answers  # type: ignore[return-value]
+
     def _run_head(
         self, name: str, heads: dict, embeddings: dict[str, np.ndarray]
     ) -> np.ndarray | None:
@@ -211,6 +489,48 @@ class Predictor:
         if not all(n in embeddings for n in inputs):
             return None
         return self.head(name)({n: embeddings[n] for n in inputs})
+
+
+def _hide_gpus_from_tensorflow() -> None:
+    """Keep Keras on the CPU (``device="cpu"``) although TensorFlow could see a GPU."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already started on its devices
+        log.warning("TensorFlow has already started on the GPU: Keras stays there")
+
+
+def _signature(features: dict[str, np.ndarray] | None, frames: np.ndarray | None) -> tuple:
+    return (None if features is None else tuple(sorted((k, v.shape[1:]) for k, v in
+                                                       features.items())),
+            None if frames is None else frames.shape[1:])
+
+
+def _rows(features: dict[str, np.ndarray] | None, frames: np.ndarray | None) -> int:
+    if frames is not None:
+        return len(frames)
+    return len(next(iter(features.values()))) if features else 0
+
+
+def split_predictions(joined: SegmentPredictions, sizes: Sequence[int]
+                      ) -> list[SegmentPredictions]:
+    """``joined`` cut into consecutive pieces of ``sizes`` segments."""
+    bounds = np.cumsum([0, *sizes])
+
+    def cut(a: np.ndarray | None, i: int) -> np.ndarray | None:
+        return None if a is None else a[bounds[i]:bounds[i + 1]]
+
+    return [
+        SegmentPredictions(
+            backbones={k: cut(v, i) for k, v in joined.backbones.items()},
+            branches={k: cut(v, i) for k, v in joined.branches.items()},
+            uncalibrated={k: cut(v, i) for k, v in joined.uncalibrated.items()},
+            unfamiliar=cut(joined.unfamiliar, i),
+            unfamiliar_threshold=joined.unfamiliar_threshold,
+        )
+        for i in range(len(sizes))
+    ]
 
 
 def with_fallback(branches: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:

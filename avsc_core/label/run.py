@@ -12,7 +12,8 @@ order. One run at a time writes a CSV: the others get
 :class:`~avsc_core.locks.OutputBusyError`.
 
 Two engines run the files: ``"local"`` (this process, with ``jobs - 1`` decoder
-processes) and ``"ray"`` (decoding and networks spread over a Ray cluster, see
+processes; with ``jobs=1`` a thread decodes the next file while the networks run on the
+current one) and ``"ray"`` (decoding and networks spread over a Ray cluster, see
 :mod:`avsc_core.label.ray_engine`). Both write through the same recorder, so the CSV,
 its parameters, ``resume`` and the answers over time behave the same. ``shard`` labels
 one part of the folder (:mod:`avsc_core.label.shards`), to be joined by
@@ -21,10 +22,11 @@ one part of the folder (:mod:`avsc_core.label.shards`), to be joined by
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +35,10 @@ from avsc_core.errors import AvscError
 from avsc_core.inference.classify import (
     ClassifyResult,
     ResultBuilder,
-    classify_with,
     load_predictor,
     plan_for,
 )
+from avsc_core.inference.inputs import SEGMENT_BATCH, SegmentBatch
 from avsc_core.inference.review import check_min_confidence, review_reasons, review_text
 from avsc_core.label.csv_out import LabelRow, RowAppender
 from avsc_core.label.discover import find_media_files
@@ -53,7 +55,13 @@ from avsc_core.label.params import (
 from avsc_core.label.shards import Shard
 from avsc_core.label.store import LabelStore, resolve_format
 from avsc_core.label.timeline_out import TimelineOutputs, check_timeline_outputs
-from avsc_core.label.workers import DecoderPool, failure_reason
+from avsc_core.label.workers import (
+    DecodeAhead,
+    Decoded,
+    DecoderPool,
+    decode_file,
+    failure_reason,
+)
 from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_file
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
@@ -221,6 +229,124 @@ class Recorder:
         return sorted(rows.values(), key=lambda r: (order.get(r.file, len(order)), r.file))
 
 
+# With ``--jobs 1``, decode the next file in a thread while the networks run on the
+# current one (:class:`~avsc_core.label.workers.DecodeAhead`). False decodes each file
+# only once the one before it is done (what ``benchmarks/label.py`` compares against).
+DECODE_AHEAD = True
+
+
+class _Networks:
+    """Runs the model on the decoded batches of files and records each file's row.
+
+    Batches go through the networks as they come, one file's batch at a time; with
+    ``predictor.batch_segments`` (on a GPU), batches of several files are gathered up to
+    that many segments and go through together (:meth:`Predictor.predict_many`), and a
+    file's row waits until all its batches have been through.
+    """
+
+    def __init__(self, predictor: Predictor, plan: InputPlan, recorder: Recorder,
+                 paths: dict[int, Path]):
+        self.predictor = predictor
+        self.plan = plan
+        self.recorder = recorder
+        self.paths = paths
+        self.batch_segments = int(getattr(predictor, "batch_segments", 0) or 0)
+        self.builders: dict[int, ResultBuilder] = {}
+        self.failed: set[int] = set()  # failed here; later news of the file is moot
+        self.pending: list[tuple[int, SegmentBatch]] = []
+        self.pending_segments = 0
+        self.finished: list[int] = []  # decoded, waiting for their batches' answers
+
+    def fail(self, index: int, exc: BaseException) -> None:
+        log.debug("labelling %s failed", self.paths[index], exc_info=exc)
+        self.builders.pop(index, None)
+        self.failed.add(index)
+        self.recorder.record(index, None, failure_reason(exc))
+
+    def event(self, event: Decoded) -> None:
+        index = event.index
+        if index in self.failed:
+            return
+        if event.kind in ("start", "batch"):
+            # From here on this process works on the file (decodes it, or runs the model
+            # on its batches): if it dies now, the file is to blame.
+            self.recorder.begin(index)
+        result = None
+        try:
+            if event.kind == "info":
+                self.builders[index] = ResultBuilder(
+                    self.paths[index], event.value, self.predictor.bundle.classes, self.plan)
+            elif event.kind == "batch":
+                batch = event.value
+                if self.batch_segments:
+                    self.pending.append((index, batch))
+                    self.pending_segments += len(batch.spans)
+                else:
+                    self.builders[index].add(
+                        batch, self.predictor.predict(batch.features, batch.frames))
+            elif event.kind == "done":
+                if any(i == index for i, _ in self.pending):
+                    self.finished.append(index)
+                else:
+                    result = self.builders.pop(index).finish()
+            elif event.kind == "error":
+                self.builders.pop(index, None)
+                self.pending = [(i, b) for i, b in self.pending if i != index]
+                self.pending_segments = sum(len(b.spans) for _, b in self.pending)
+        except Exception as exc:  # noqa: BLE001 - the model failing on one file
+            self.fail(index, exc)
+            return
+        if result is not None:
+            self.recorder.record(index, result, None)
+        elif event.kind == "error":
+            self.recorder.record(index, None, event.value)
+        if self.batch_segments and self.pending_segments >= self.batch_segments:
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the gathered batches through the networks; record the files they finish."""
+        pending, self.pending, self.pending_segments = self.pending, [], 0
+        pending = [(i, b) for i, b in pending if i not in self.failed]
+        answers = None
+        if pending:
+            try:
+                answers = self.predictor.predict_many(
+                    [(b.features, b.frames) for _, b in pending])
+            except Exception:
+                log.debug("a gathered batch failed; running its files one by one",
+                          exc_info=True)
+        for k, (index, batch) in enumerate(pending):
+            if index in self.failed:
+                continue
+            try:
+                predictions = (answers[k] if answers is not None else
+                               self.predictor.predict(batch.features, batch.frames))
+                self.builders[index].add(batch, predictions)
+            except Exception as exc:  # noqa: BLE001
+                self.fail(index, exc)
+        finished, self.finished = self.finished, []
+        for index in finished:
+            if index in self.failed:
+                continue
+            try:
+                result = self.builders.pop(index).finish()
+            except Exception as exc:  # noqa: BLE001
+                self.fail(index, exc)
+            else:
+                self.recorder.record(index, result, None)
+
+
+def _decode_in_turn(todo: list[tuple[int, Path]], plan: InputPlan) -> Iterator[Decoded]:
+    """The events of :class:`DecodeAhead`, each file decoded only when it is its turn."""
+    from avsc_core.features import FeatureExtractor
+
+    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
+    for index, path in todo:
+        yield Decoded("start", index, None)
+        for kind, i, value in decode_file(index, path, plan, extractor, SEGMENT_BATCH):
+            yield Decoded(kind, i, value)
+
+
 def _label_in_process(
     todo: list[tuple[int, Path]],
     predictor: Predictor,
@@ -228,22 +354,17 @@ def _label_in_process(
     recorder: Recorder,
     cancel: Callable[[], bool] | None,
 ) -> None:
-    from avsc_core.features import FeatureExtractor
-
-    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
-    for index, path in todo:
-        if cancel and cancel():
-            raise Cancelled()
-        recorder.begin(index)
-        try:
-            result = classify_with(path, predictor, plan, cancel=cancel, extractor=extractor)
-        except Cancelled:
-            raise
-        except Exception as exc:  # one bad file never stops the batch
-            log.debug("labelling %s failed", path, exc_info=True)
-            recorder.record(index, None, failure_reason(exc))
+    networks = _Networks(predictor, plan, recorder, dict(todo))
+    with contextlib.ExitStack() as stack:
+        if DECODE_AHEAD:
+            events = stack.enter_context(DecodeAhead(todo, plan)).events(cancel)
         else:
-            recorder.record(index, result, None)
+            events = _decode_in_turn(todo, plan)
+        for event in events:
+            if cancel and cancel():
+                raise Cancelled()
+            networks.event(event)
+        networks.flush()
 
 
 def _label_with_decoders(
@@ -254,41 +375,13 @@ def _label_with_decoders(
     recorder: Recorder,
     cancel: Callable[[], bool] | None,
 ) -> None:
-    paths = dict(todo)
-    builders: dict[int, ResultBuilder] = {}
-    failed: set[int] = set()  # failed in the main process; the worker's news is moot
-
-    def fail(index: int, exc: BaseException) -> None:
-        log.debug("labelling %s failed", paths[index], exc_info=exc)
-        builders.pop(index, None)
-        failed.add(index)
-        recorder.record(index, None, failure_reason(exc))
-
+    networks = _Networks(predictor, plan, recorder, dict(todo))
     with DecoderPool(workers, plan) as pool:
         for event in pool.run(todo, cancel):
-            index = event.index
-            if index in failed:
-                continue
-            if event.kind in ("start", "batch"):
-                # From here on this process works on the file (decodes it, or runs the
-                # model on its batches): if it dies now, the file is to blame.
-                recorder.begin(index)
-            try:
-                if event.kind == "info":
-                    builders[index] = ResultBuilder(
-                        paths[index], event.value, predictor.bundle.classes, plan)
-                elif event.kind == "batch":
-                    batch = event.value
-                    builders[index].add(batch, predictor.predict(batch.features, batch.frames))
-                elif event.kind == "done":
-                    recorder.record(index, builders.pop(index).finish(), None)
-                elif event.kind == "error":
-                    builders.pop(index, None)
-                    recorder.record(index, None, event.value)
-            except Exception as exc:  # noqa: BLE001 - the model failing on one file
-                fail(index, exc)
+            networks.event(event)
             if cancel and cancel():
                 raise Cancelled()
+        networks.flush()
 
 
 @dataclass(frozen=True)
@@ -405,7 +498,9 @@ def label_folder(
         existing ``out_csv`` is an error.
     jobs : int
         With ``jobs >= 2``, ``jobs - 1`` processes decode files while this one runs the
-        model (local engine).
+        model (local engine); with 1, a thread of this process decodes the next file
+        while the model runs on the current one. On a GPU, the segments of several files
+        go through the networks together (``Predictor.batch_segments``).
     segment_seconds, hop_seconds : float, optional
         As for :func:`avsc_core.inference.classify.classify_file`.
     progress : callable, optional
