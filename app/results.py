@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from avsc_core.backbones import AUDIO, REGISTRY, VISUAL
 from avsc_core.media import MediaInfo
 
 BRANCH_TITLES = {"fused": "Fused", "audio": "Audio", "visual": "Visual"}
-MODALITY_OF = {"audio": "aud-", "visual": "vis-"}
+# The key of the bar standing for a modality none of whose backbones ran.
+PLACEHOLDER = {AUDIO: "aud-*", VISUAL: "vis-*"}
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,13 @@ def missing_note(result: dict[str, Any], branch: str) -> str:
     if branch == "visual" and not result.get("has_video", True):
         return "no video stream"
     names = _backbone_names(result)
-    prefix = MODALITY_OF.get(branch)
-    if prefix and not any(n.startswith(prefix) for n in names):
+    if branch in PLACEHOLDER and not _has_modality(names, branch):
         return f"the model has no {branch} branch"
     return "did not run (see the warnings)"
+
+
+def _has_modality(names: list[str], modality: str) -> bool:
+    return any(REGISTRY[n].modality == modality for n in names if n in REGISTRY)
 
 
 def _backbone_names(result: dict[str, Any]) -> list[str]:
@@ -140,10 +145,11 @@ def result_view(result: dict[str, Any], segment: int | None = None) -> ResultVie
         for b in ("fused", "audio", "visual")
     }
     backbones = [Bars(n, n, tuple(classes), v) for n, v in backbone_probs.items()]
-    for branch, prefix in MODALITY_OF.items():
-        if branches[branch].values is None and not any(b.key.startswith(prefix) for b in backbones):
+    for branch, key in PLACEHOLDER.items():
+        if branches[branch].values is None and not _has_modality([b.key for b in backbones],
+                                                                  branch):
             note = branches[branch].note
-            backbones.append(Bars(f"{prefix}*", f"{branch} backbones", tuple(classes), None, note))
+            backbones.append(Bars(key, f"{branch} backbones", tuple(classes), None, note))
     top = branches["fused"].top or ("-", 0.0)
     verdict = _verdict(branches)
     reasons = result["clip"].get("needs_review") if segment is None else None

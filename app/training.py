@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsc_core.bundle.history import epoch_metric
 from avsc_core.progress import Progress
 from avsc_core.train import TrainConfig
-from avsc_core.train.history import epoch_metric
 from avsc_core.train.state import (
     EMBEDDINGS_STEP,
     JOINT_STEP,

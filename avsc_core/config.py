@@ -195,9 +195,6 @@ class FeatureConfig(_Settings):
     def frame_seconds(self, sample_rate: int) -> float:
         return self.hop_length / sample_rate
 
-    def cqt_fmax(self) -> float:
-        return self.cqt_fmin * 2.0 ** ((self.n_bins - 1) / self.cqt_bins_per_octave)
-
 
 def feature_shape(media: MediaConfig, features: FeatureConfig) -> tuple[int, int, int]:
     """Shape ``(bins, frames, channels)`` of one segment's features."""

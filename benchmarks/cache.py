@@ -36,11 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
-from avsc_core.config import FeatureConfig, MediaConfig  # noqa: E402
-from avsc_core.datasets import Clip  # noqa: E402
-from avsc_core.features import FeatureCache  # noqa: E402
-from avsc_core.features.store import write_frames, write_spectrograms  # noqa: E402
-from avsc_core.train.prepare import prepare_clips  # noqa: E402
+from avsc_core.config import FeatureConfig, MediaConfig
+from avsc_core.datasets import Clip
+from avsc_core.features import FeatureCache
+from avsc_core.features.prepare import prepare_clips
+from avsc_core.features.store import write_frames, write_spectrograms
 
 NPY_HEADER = 128
 

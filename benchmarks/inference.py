@@ -378,7 +378,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from avsc_core.export.runtime import kernels_report
+    from avsc_core.inference.runtime import kernels_report
 
     for line in kernels_report():  # the CPU model and its vector extensions first
         print(line)

@@ -180,7 +180,7 @@ class Variant:
 
 
 def compare(args: argparse.Namespace) -> None:
-    from avsc_core.export.runtime import kernels_report
+    from avsc_core.inference.runtime import kernels_report
     from avsc_core.label import find_media_files
 
     for line in kernels_report()[1:]:

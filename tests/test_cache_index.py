@@ -19,7 +19,7 @@ from avsc_core.features import cache as cache_module
 from avsc_core.features import files as files_module
 from avsc_core.features.cache import FeatureCache, content_key
 from avsc_core.features.index import INDEX_NAME, FileStamp, KeyIndex
-from avsc_core.train.prepare import prepare_clips
+from avsc_core.features.prepare import prepare_clips
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ import os, signal, sys
 from pathlib import Path
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.datasets import Clip
-from avsc_core.train.prepare import prepare_clips
+from avsc_core.features.prepare import prepare_clips
 
 clips = [Clip(Path(p), Path(p), "park", "train", Path(p).stem) for p in sys.argv[2:]]
 

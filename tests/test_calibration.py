@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 
 import numpy as np
@@ -13,12 +14,15 @@ from avsc_core.bundle import load_bundle
 from avsc_core.bundle.manifest import BundleError
 from avsc_core.cli.main import main
 from avsc_core.evaluation.calibration import (
+    TemperatureSettings,
+    cross_validated_log_loss,
     expected_calibration_error,
     fit_temperature,
+    fold_of,
     reliability,
 )
 from avsc_core.evaluation.evaluate import evaluate_model
-from avsc_core.inference.calibration import apply_temperature
+from avsc_core.inference.calibration import apply_temperature, calibration_notes
 from avsc_core.inference.classify import classify_file, load_predictor
 
 BRANCHES = ("audio", "visual", "fused")
@@ -85,6 +89,108 @@ def test_too_few_classes_keep_temperature_one_and_say_why():
     assert fit.to_dict() == {"clips": 2, "skipped": fit.skipped}
 
 
+def _scaled_model(rng, n: int, overconfidence: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Clips of a model whose log-odds are ``overconfidence`` times the true ones: each
+    clip's class is drawn from the true probabilities, so the right temperature is
+    ``overconfidence`` (1: a calibrated model, which no temperature improves)."""
+    labels, clips = [], []
+    for _ in range(n):
+        z = rng.normal(0, 2.0, 4)
+        truth = np.exp(z - z.max())
+        labels.append(int(rng.choice(4, p=truth / truth.sum())))
+        segments = z * overconfidence + rng.normal(0, 0.2, (3, 4))
+        p = np.exp(segments - segments.max(axis=1, keepdims=True))
+        clips.append(p / p.sum(axis=1, keepdims=True))
+    return np.array(labels), clips
+
+
+def _held_out_excess(overconfidence: float, settings: TemperatureSettings,
+                     clips: int = 8, draws: int = 100) -> float:
+    """Mean, over ``draws`` validation sets of ``clips`` clips, of how much the fitted
+    temperature raises the log loss of 3000 other clips above ``T = 1``."""
+    test_labels, test_clips = _scaled_model(np.random.default_rng(0), 3000, overconfidence)
+
+    def loss(t: float) -> float:
+        probs = np.stack([apply_temperature(c, t).mean(axis=0) for c in test_clips])
+        return float(-np.mean(np.log(probs[np.arange(len(test_labels)), test_labels])))
+
+    rng, base = np.random.default_rng(1), loss(1.0)
+    fitted = [fit_temperature(*_scaled_model(rng, clips, overconfidence), settings).temperature
+              for _ in range(draws)]
+    return float(np.mean([loss(t) - base for t in fitted]))
+
+
+PLAIN = TemperatureSettings(prior_sd=None, folds=0)  # Guo et al.'s fit, no guard
+
+
+@pytest.mark.parametrize("overconfidence", [0.5, 2.0, 4.0])
+def test_few_validation_clips_lower_held_out_log_loss_of_a_miscalibrated_model(overconfidence):
+    # With 8 validation clips the plain fit often sharpens to the bound (all 8 right)
+    # and raises the held-out log loss on average even when the model needs softening.
+    excess = _held_out_excess(overconfidence, TemperatureSettings())
+    assert excess < 0
+    assert excess < _held_out_excess(overconfidence, PLAIN)
+
+
+def test_few_validation_clips_of_a_calibrated_model_barely_move_its_log_loss():
+    # No temperature helps a calibrated model; 8 clips cannot show that for certain, so
+    # some fits still move T, but the guards keep the cost small (the plain fit: +0.27).
+    assert _held_out_excess(1.0, PLAIN) > 0.2
+    assert _held_out_excess(1.0, TemperatureSettings()) < 0.03
+
+
+def test_many_validation_clips_fit_about_the_unshrunk_temperature():
+    labels, clips = _scaled_model(np.random.default_rng(2), 2000, 2.0)
+    fit = fit_temperature(labels, clips)
+    assert fit.temperature == fit.proposed
+    assert abs(math.log(fit.temperature / fit.unshrunk)) < 0.01  # the prior is negligible
+    assert 1.8 < fit.temperature < 2.2
+    assert fit.folds == 10 and fit.cv_log_loss < fit.log_loss_before
+    assert fit.decision.startswith(f"T={fit.temperature:.3g} (unshrunk {fit.unshrunk:.3g}): "
+                                   "2000 validation clips, 10-fold cross-validated log loss")
+
+
+def test_a_temperature_that_does_not_survive_leave_one_out_is_refused_and_recorded():
+    # Seven of eight clips right at 0.7 and one wrong at 0.8: the plain fit sharpens the
+    # answers (T 0.64), but each clip left out is scored worse by the T of the others.
+    conf = [0.7] * 7 + [0.2]
+    labels = [0] * 4 + [1] * 4
+    clips = [np.array([[c, 1 - c]] if y == 0 else [[1 - c, c]]) for y, c in zip(labels, conf)]
+    assert fit_temperature(labels, clips, PLAIN).temperature < 0.7
+    fit = fit_temperature(labels, clips)
+    assert fit.temperature == 1.0 and fit.log_loss_after == fit.log_loss_before
+    assert fit.folds == 8 and fit.cv_log_loss >= fit.log_loss_before
+    assert fit.cv_log_loss == pytest.approx(cross_validated_log_loss(labels, clips, 8, 0.5))
+    entry = fit.to_dict()
+    assert entry["decision"].startswith("kept T=1: 8 validation clips, leave-one-out log loss")
+    assert {"clips", "log_loss_before", "log_loss_after", "proposed", "unshrunk", "prior_sd",
+            "cv_folds", "cv_log_loss"} <= set(entry)
+    json.dumps(entry)  # manifest-ready
+
+
+def test_folds_are_stratified_and_deterministic():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    folds = fold_of(labels, 3)
+    assert (folds == fold_of(labels, 3)).all() and sorted(set(folds)) == [0, 1, 2]
+    for fold in range(3):  # every class dealt across the folds
+        assert len(set(labels[folds == fold])) >= 2
+    assert sorted(fold_of(labels, 10)) == list(range(10))  # leave-one-out
+
+
+def test_calibration_notes_read_new_old_and_uncalibrated_manifests():
+    new = {"calibration": {"temperatures": {"audio": 0.8, "visual": 1.0}, "fit": {
+        "audio": {"clips": 8, "decision": "T=0.8 (unshrunk 0.7): 8 validation clips"},
+        "visual": {"clips": 2, "skipped": "2 validation clips of 1 classes"}}}}
+    assert calibration_notes(new) == {
+        "audio": "T=0.8 (unshrunk 0.7): 8 validation clips",
+        "visual": "kept T=1: 2 validation clips of 1 classes"}
+    old = {"calibration": {"temperatures": {"fused": 0.1}, "fit": {
+        "fused": {"clips": 8, "log_loss_before": 0.027, "log_loss_after": 0.0}}}}
+    assert calibration_notes(old) == {"fused": "T=0.1: 8 validation clips, log loss "
+                                               "0.027 -> 0.000"}
+    assert calibration_notes({}) == {}
+
+
 # --------------------------------------------------------------------------- bundles
 
 
@@ -94,10 +200,14 @@ def test_training_records_temperatures_and_the_unfamiliarity_score(trained_tiny_
     assert calibration["method"] == "temperature" and calibration["split"] == "val"
     assert set(calibration["temperatures"]) == set(BRANCHES)
     assert all(t > 0 for t in calibration["temperatures"].values())
-    for fit in calibration["fit"].values():
+    for head, fit in calibration["fit"].items():
         assert fit["clips"] > 0
         if "skipped" not in fit:
             assert fit["log_loss_after"] <= fit["log_loss_before"]
+            # What was decided, and why: a refused temperature leaves the answers alone.
+            kept = fit["decision"].startswith("kept T=1")
+            assert kept == (calibration["temperatures"][head] == 1.0)
+    assert set(calibration_notes(manifest)) == set(BRANCHES)
     unfamiliar = manifest["unfamiliar"]
     assert unfamiliar["quantile"] == 0.95 and unfamiliar["threshold"] > 0
     assert set(unfamiliar["backbones"]) == {"aud-mel", "vis-inc"}

@@ -7,7 +7,7 @@ import numpy as np
 
 from avsc_core.export.convert import to_tflite
 from avsc_core.export.graph import backbone_graph, sanitize, with_depthwise_convolutions
-from avsc_core.export.runtime import TFLiteNetwork
+from avsc_core.inference.runtime import TFLiteNetwork
 from avsc_core.models.heads import dense_head
 
 

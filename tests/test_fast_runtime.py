@@ -13,18 +13,19 @@ import numpy as np
 import pytest
 from conftest import write_media
 
+from avsc_core.backbones import modality_of
 from avsc_core.bundle import load_bundle
 from avsc_core.errors import AvscError
 from avsc_core.export import FP32_TOLERANCE, export_model
 from avsc_core.export.convert import to_tflite
 from avsc_core.export.graph import backbone_graph, fold_plan, prepared_for_export
-from avsc_core.export.runtime import TFLiteNetwork
 from avsc_core.inference import device as device_module
 from avsc_core.inference import predictor as predictor_module
 from avsc_core.inference.backbones import OUTPUTS
 from avsc_core.inference.classify import plan_for
 from avsc_core.inference.inputs import iter_input_batches
 from avsc_core.inference.predictor import Predictor, choose_runtime, runtime_device
+from avsc_core.inference.runtime import TFLiteNetwork
 from avsc_core.label import label_folder, workers
 from avsc_core.label import run as label_run
 from avsc_core.label.workers import DecodeAhead
@@ -91,7 +92,7 @@ def test_layer_norm_and_layer_scale_fold_exactly():
     # convolution and a residual) nor the final one (the last layer of its model).
     assert norms == {"s0b0_pw1": "s0b0_ln", "s1b0_pw1": "s1b0_ln", "down_conv": "down_ln"}
     assert scales == {"s0b0_scale": "s0b0_pw2", "s1b0_scale": "s1b0_pw2"}
-    copy = prepared_for_export(model)
+    copy = prepared_for_export(model, fold_gamma=True)
     inner = copy.get_layer("convnext_like")
     for name in ("s0b0_ln", "s1b0_ln"):
         assert not inner.get_layer(name).weights  # normalise only
@@ -102,8 +103,8 @@ def test_layer_norm_and_layer_scale_fold_exactly():
     x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     for before, after in zip(outputs(model, x), outputs(copy, x)):
         np.testing.assert_allclose(after, before, atol=1e-5, rtol=1e-5)
-    # Folding only the shifts (and the layer scales) keeps gamma in the LayerNorm.
-    shifts = prepared_for_export(model, fold_gamma=False)
+    # By default only the shifts (and the layer scales) fold: gamma stays in the LayerNorm.
+    shifts = prepared_for_export(model)
     assert [w.name for w in shifts.get_layer("convnext_like").get_layer("s0b0_ln").weights] == [
         "gamma"]
     for before, after in zip(outputs(model, x), outputs(shifts, x)):
@@ -232,7 +233,7 @@ def test_default_lanes_on_the_cpu(exported_tiny):
     assert Predictor(exported_tiny, runtime="keras", threads=2).lanes == 1
     paper_like = SimpleNamespace(
         backbone_names=["aud-mel", "vis-inc", "vis-conv"],
-        backbone_entry=lambda n: {"modality": "visual" if n.startswith("vis") else "audio"},
+        backbone_entry=lambda n: {"modality": modality_of(n)},
         exports={"tflite-int8": {"format": "tflite"}, "onnx-fp32": {"format": "onnx"}})
     lanes = predictor_module.default_lanes
     assert lanes(paper_like, "tflite-int8", "cpu", 2) == 2
@@ -439,7 +440,7 @@ def test_a_graph_that_mixes_its_batch_is_not_resized(tmp_path):
     import tensorflow as tf
 
     from avsc_core.export.graph import _write
-    from avsc_core.export.runtime import open_network
+    from avsc_core.inference.runtime import open_network
 
     inputs = keras.Input((3,), name="frames")
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))

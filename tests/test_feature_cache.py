@@ -13,6 +13,7 @@ from avsc_core.datasets import Clip
 from avsc_core.features import FeatureCache, file_features, file_frames
 from avsc_core.features import files as files_module
 from avsc_core.features.files import feature_fingerprint, frames_fingerprint
+from avsc_core.features.prepare import prepare_clips
 from avsc_core.features.store import (
     EntryError,
     FrameFile,
@@ -21,7 +22,6 @@ from avsc_core.features.store import (
     write_frames,
     write_spectrograms,
 )
-from avsc_core.train.prepare import prepare_clips
 
 # Mixup (alpha 0.4, Beta-distributed weights symmetric about 0.5) moves a training input
 # towards another by (1 - lambda) |a - b|, with median 0.5 |a - b|: the noise the networks

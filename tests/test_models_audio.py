@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 
+from avsc_core.inference.backbones import backbone_runner
 from avsc_core.models import (
     AudioNetConfig,
     build_audio_net,
     build_backbone,
-    embedding_model,
     scene_loss,
     trainable_params,
 )
@@ -75,16 +75,14 @@ def test_tiny_audio_net_is_small_and_learns_a_separable_problem():
 def test_embeddings_are_the_dense_outputs():
     model = build_audio_net(AudioNetConfig.tiny(), TOY_SHAPE, n_classes=10)
     x, _ = _toy_data(3)
-    emb1 = np.asarray(embedding_model(model, 1)(x))
-    emb2 = np.asarray(embedding_model(model, 2)(x))
+    outputs = backbone_runner(model)(x)
+    emb1, emb2 = np.asarray(outputs["emb1"]), np.asarray(outputs["emb2"])
     probs = np.asarray(model(x))
     assert emb1.shape == (3, AudioNetConfig.tiny().embed_dim)
     assert (emb1 >= 0).all()  # ReLU output
     assert emb2.shape == (3, 10)
     softmax = np.exp(emb2 - emb2.max(axis=1, keepdims=True))
     np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probs, atol=1e-5)
-    with pytest.raises(ValueError):
-        embedding_model(model, 3)
 
 
 def test_input_shape_is_a_parameter_and_frames_may_vary():
@@ -107,7 +105,8 @@ def test_tiny_audio_net_round_trips_through_safe_mode(tmp_path):
     assert loaded.name == "aud_cqt"
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(loaded(x)))
     np.testing.assert_array_equal(
-        np.asarray(embedding_model(model, 1)(x)), np.asarray(embedding_model(loaded, 1)(x))
+        np.asarray(backbone_runner(model)(x)["emb1"]),
+        np.asarray(backbone_runner(loaded)(x)["emb1"]),
     )
 
 

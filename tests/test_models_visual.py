@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from avsc_core.errors import AvscError
+from avsc_core.inference.backbones import backbone_runner
 from avsc_core.models import (
     build_backbone,
-    embedding_model,
-    import_visual_weights,
     resolve_imagenet_weights,
     trainable_params,
     visual_backbone,
@@ -57,7 +56,7 @@ def test_tiny_visual_net_takes_uint8_frames_and_gives_probabilities():
     # Preprocessing is inside the model: [0, 255] -> [-1, 1].
     scaled = np.asarray(model.get_layer("preprocess")(np.array([[0.0, 127.5, 255.0]])))
     np.testing.assert_allclose(scaled, [[-1.0, 0.0, 1.0]], atol=1e-6)
-    assert np.asarray(embedding_model(model, 1)(frames)).shape == (2, 64)
+    assert np.asarray(backbone_runner(model)(frames)["emb1"]).shape == (2, 64)
     assert visual_backbone(model).name == "tiny_cnn"
 
 
@@ -160,17 +159,15 @@ def test_weights_in_keras_own_cache_are_used(offline_cache, tmp_path):
     assert resolve_imagenet_weights("vis-conv") == keras_copy
 
 
-def test_imported_weights_are_validated_then_used_as_imagenet(offline_cache, tmp_path, monkeypatch):
+def test_keras3_weights_in_the_cache_are_used_as_imagenet(offline_cache, monkeypatch):
     # The cache logic is the same for every architecture; the tiny one keeps this test fast.
     spec = weights_mod.IMAGENET_WEIGHTS["vis-inc"]
     monkeypatch.setitem(weights_mod.IMAGENET_WEIGHTS, "vis-inc", replace(spec, arch="tiny_cnn"))
     source = build_application("tiny_cnn", (224, 224, 3))
     for _ in range(2):
         source(_frames(2), training=True)  # non-initial batch-norm statistics
-    src = tmp_path / "mine.weights.h5"
-    source.save_weights(src)
-    cached = import_visual_weights("vis-inc", src)
-    assert cached == offline_cache / spec.imported_filename
+    offline_cache.mkdir(parents=True, exist_ok=True)
+    source.save_weights(offline_cache / spec.imported_filename)
 
     model = build_backbone("vis-inc", "tiny", weights="imagenet")  # offline: from the cache
     for got, want in zip(visual_backbone(model).get_weights(), source.get_weights(), strict=True):
@@ -181,9 +178,8 @@ def test_weights_that_do_not_fit_are_refused_naming_the_file(offline_cache, tmp_
     tiny = tmp_path / "tiny.weights.h5"
     build_application("tiny_cnn", (224, 224, 3)).save_weights(tiny)
     with pytest.raises(AvscError, match="tiny.weights.h5") as info:
-        import_visual_weights("vis-inc", tiny)
+        build_backbone("vis-inc", "paper", weights=tiny)
     assert "\n" not in str(info.value)
-    assert not offline_cache.exists() or not any(offline_cache.iterdir())
     with pytest.raises(AvscError, match="no such weights file"):
         build_backbone("vis-conv", "paper", weights=tmp_path / "missing.h5")
     with pytest.raises(AvscError, match="no ImageNet weights"):

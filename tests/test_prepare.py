@@ -16,11 +16,11 @@ from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.datasets import Clip
 from avsc_core.errors import AvscError
 from avsc_core.features import files as files_module
+from avsc_core.features import prepare as prepare_module
 from avsc_core.features.index import INDEX_NAME
+from avsc_core.features.prepare import prepare_clips
 from avsc_core.features.store import open_entry
 from avsc_core.progress import Progress, TerminalProgress
-from avsc_core.train import prepare as prepare_module
-from avsc_core.train.prepare import prepare_clips
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
 

@@ -14,9 +14,9 @@ import pytest
 
 from avsc_core.cli.main import main
 from avsc_core.errors import AvscError
+from avsc_core.features import prepare as prepare_module
 from avsc_core.models import weights as weights_module
 from avsc_core.train import TrainConfig, train_model
-from avsc_core.train import prepare as prepare_module
 from avsc_core.train import run as run_module
 
 INCEPTION = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.evaluation import clips_in_cell
+from avsc_core.backbones import AUDIO, FUSED, VISUAL
 
-BRANCHES = ("fused", "audio", "visual")
+# Fused first: the answer a user reads first.
+BRANCHES = (FUSED, AUDIO, VISUAL)
 RIGHT = (60, 140, 90)
 WRONG = (200, 80, 60)
 

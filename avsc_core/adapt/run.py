@@ -43,15 +43,16 @@ from typing import TYPE_CHECKING, Any
 from avsc_core import __version__
 from avsc_core.adapt.reviewed import Reviewed, check_reviewed, read_reviewed
 from avsc_core.atomic import current_umask, write_json
+from avsc_core.backbones import FRAMES, FUSED
 from avsc_core.bundle import MANIFEST, Bundle, load_bundle
 from avsc_core.bundle.manifest import FORMAT, SCHEMA_VERSION, file_entry, sha256
 from avsc_core.datasets import Clip, assign_splits
 from avsc_core.errors import AvscError
+from avsc_core.features.prepare import PreparedClip, prepare_clips
 from avsc_core.inference.calibration import temperatures
 from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_folder
 from avsc_core.progress import ProgressCallback
-from avsc_core.train.prepare import PreparedClip, prepare_clips
 from avsc_core.train.settings import TrainConfig
 from avsc_core.train.state import JOURNAL, TrainState
 
@@ -235,18 +236,18 @@ def _adapt(
     from avsc_core.train.phase2 import compute_embeddings
     from avsc_core.train.run import segment_probabilities
 
-    features = _backbone_features(bundle)
-    kinds = tuple(dict.fromkeys(f for f in features.values() if f != "frames"))
+    features = {name: bundle.backbone_feature(name) for name in bundle.backbone_names}
+    kinds = tuple(dict.fromkeys(f for f in features.values() if f != FRAMES))
     preparation = prepare_clips(clips, bundle.media, bundle.features, cache_dir, kinds=kinds,
-                                frames="frames" in features.values(), jobs=jobs,
+                                frames=FRAMES in features.values(), jobs=jobs,
                                 progress=progress, cancel=cancel)
     prepared = preparation.clips
     if not any(c.clip.split == LEARNT for c in prepared):
         raise AvscError(f"{reviewed.csv}: none of the reviewed files to learn from could be "
                         f"read ({preparation.failures[0][1]})")
-    backbones = {name: bundle.root / bundle.backbone_entry(name)["file"]
-                 for name in bundle.backbone_names}
-    embeddings = compute_embeddings(backbones, prepared, progress, cancel, features)
+    backbones = {name: (bundle.root / bundle.backbone_entry(name)["file"], feature)
+                 for name, feature in features.items()}
+    embeddings = compute_embeddings(backbones, prepared, progress, cancel)
     trained, state = _train_heads(bundle, config, embeddings, prepared, work, progress, cancel)
     if not trained:
         raise AvscError(f"{reviewed.csv}: no reviewed file to learn from has what the model's "
@@ -281,20 +282,12 @@ def _adapt(
     return summary
 
 
-def _backbone_features(bundle: Bundle) -> dict[str, str]:
-    """``{backbone: "mel" | "gam" | "cqt" | "frames"}``, as the Predictor reads them."""
-    from avsc_core.models.presets import backbone_spec
-
-    return {name: bundle.backbone_entry(name).get("feature") or backbone_spec(name).feature
-            for name in bundle.backbone_names}
-
-
 def _retrained(bundle: Bundle) -> dict[str, list[str]]:
     """The heads trained anew, with the backbones each takes."""
     heads = {name: list(entry["inputs"]) for name, entry in bundle.manifest["heads"].items()}
     if bundle.strategy == "joint":
         # Its audio and visual heads are copies of its encoders' last layer.
-        return {name: inputs for name, inputs in heads.items() if name == "fused"}
+        return {name: inputs for name, inputs in heads.items() if name == FUSED}
     return heads
 
 
@@ -323,16 +316,17 @@ def _train_heads(
     """The heads :func:`_retrained` names, trained on the kept files; and their journal."""
     from avsc_core.train.distribute import distribution_strategy
     from avsc_core.train.phase2 import train_head
+    from avsc_core.train.stage import RunContext
 
     # train_head chooses the best epoch on "val": the held-out files must not choose it.
     training = [_in_split(c, UNSEEN) if c.clip.split == HELD_OUT else c for c in prepared]
     state = TrainState(work / JOURNAL, {"config": config.to_dict()})
-    distribution = distribution_strategy()
+    context = RunContext(work, state, config, tuple(bundle.classes), distribution_strategy(),
+                         bundle.media, bundle.features, progress, cancel)
     build = _joint_classifier(config, len(bundle.classes)) if bundle.strategy == "joint" else None
     trained: HeadFiles = {}
     for head, inputs in _retrained(bundle).items():
-        path = train_head(head, inputs, embeddings, training, bundle.classes, config, work,
-                          state, distribution, progress, cancel, build=build)
+        path = train_head(context, head, inputs, embeddings, training, build=build)
         if path is not None:
             trained[head] = (path, inputs)
     return trained, state

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from avsc_core.backbones import backbone_entry
 from avsc_core.bundle.manifest import BundleError, read_manifest, statistics_entries, verify_file
 from avsc_core.config import FeatureConfig, MediaConfig
 
@@ -44,6 +45,17 @@ class Bundle:
             if entry["name"] == name:
                 return entry
         raise KeyError(name)
+
+    def backbone_feature(self, name: str) -> str:
+        """What backbone ``name`` takes (``"mel"``, ``"gam"``, ``"cqt"``, ``"frames"``).
+
+        The manifest's word; bundles written before it recorded one (two-phase bundles
+        only) have the registry's (:mod:`avsc_core.backbones`).
+        """
+        feature = self.backbone_entry(name).get("feature") or backbone_entry(name).feature
+        if feature is None:
+            raise BundleError(self.root, f"the manifest does not say what {name} takes")
+        return feature
 
     @property
     def head_names(self) -> list[str]:

@@ -84,6 +84,13 @@ def describe(model: Path, brief: bool = False) -> str:
                 f"{b} {_metric(metrics, 'accuracy')} acc / {_metric(metrics, 'log_loss')} loss"
             )
         lines.append(f"{split:10} n={entry.get('n', 0)}: " + ", ".join(parts))
+    if not brief:
+        from avsc_core.inference.calibration import calibration_notes
+
+        notes = calibration_notes(m)
+        if notes:
+            lines.append("calibration")
+            lines.extend(f"  {head:9} {note}" for head, note in notes.items())
     return "\n".join(lines)
 
 

@@ -207,7 +207,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, layout=None)
 
 
-def _at_least(minimum: int | float, **values: int | float | None) -> None:
+def _at_least(minimum: float, **values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value < minimum:
             flag = "--" + name.replace("_", "-")
@@ -339,8 +339,12 @@ def run(args: argparse.Namespace) -> int:
         )
     printer.close()
     from avsc_core.cli.info import describe
+    from avsc_core.train.run import is_chief
 
-    if (out / "manifest.json").exists():
+    if not is_chief():
+        # The chief may still be calibrating and writing; its bundle is its own to report.
+        print(f"This worker's part of training is done; the chief writes the bundle at {out}")
+    elif (out / "manifest.json").exists():
         print(describe(out, brief=True))
     else:
         print(f"Phase I finished: {out} (run again with --phase 2 --resume)")

@@ -91,11 +91,11 @@ def evaluate_model(
         Unknown classes, an empty split, or a segment length the model cannot take
         (before any decoding).
     """
+    from avsc_core.features.prepare import prepare_clips
     from avsc_core.features.store import open_entry
     from avsc_core.inference.classify import plan_for
     from avsc_core.inference.predictor import Predictor, clip_probabilities
     from avsc_core.inference.unfamiliar import file_score
-    from avsc_core.train.prepare import prepare_clips
 
     bundle = load_bundle(model)
     seed = int(bundle.manifest.get("training", {}).get("seed", 0))

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from avsc_core.backbones import BRANCHES
 from avsc_core.evaluation.calibration import expected_calibration_error
-from avsc_core.inference.predictor import BRANCHES
 
 EPS = 1e-15
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from avsc_core.atomic import atomic_write
+from avsc_core.bundle.history import epoch_metric
 from avsc_core.evaluation.calibration import reliability
-from avsc_core.train.history import epoch_metric
 
 
 def _save(fig, path: Path) -> None:

@@ -5,11 +5,11 @@ TFLite or ONNX and records the files, with their checksums, under ``manifest["ex
 :class:`avsc_core.inference.predictor.Predictor` then runs them instead of Keras
 (``runtime="auto"`` takes the fastest export the bundle has). :mod:`.formats` says which
 formats and precisions exist and why, :mod:`.graph` prepares the Keras networks,
-:mod:`.convert` calls the converters and :mod:`.runtime` runs the results.
+:mod:`.convert` calls the converters and :mod:`.write` writes and checks the files;
+:mod:`avsc_core.inference.runtime` runs them (export writes, inference runs).
 """
 
 from avsc_core.export.formats import AUTO_ORDER, FORMATS, PRECISIONS, check_supported
-from avsc_core.export.runtime import ExportedNetwork, default_threads, open_network
 from avsc_core.export.write import FP32_TOLERANCE, ExportResult, export_model
 
 __all__ = [
@@ -18,9 +18,6 @@ __all__ = [
     "FP32_TOLERANCE",
     "PRECISIONS",
     "ExportResult",
-    "ExportedNetwork",
     "check_supported",
-    "default_threads",
     "export_model",
-    "open_network",
 ]

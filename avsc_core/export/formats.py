@@ -46,13 +46,12 @@ LayerScales' affine parts into the pointwise layers (:mod:`.graph`) took it from
 from __future__ import annotations
 
 from avsc_core.errors import AvscError
+from avsc_core.inference.runtime import AUTO_ORDER, FORMATS, SUFFIX
 
-FORMATS = ("tflite", "onnx")
+# The runtimes inference can run are named there; what export writes of them, here.
+__all__ = ["AUTO_ORDER", "FORMATS", "PRECISIONS", "SUFFIX", "check_supported"]
+
 PRECISIONS = ("fp32", "bf16", "int8")
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
-
-# ``Predictor(runtime="auto")`` takes the first of these the bundle has: fastest first.
-AUTO_ORDER = ("tflite-int8", "tflite-fp32", "onnx-fp32")
 
 _UNSUPPORTED = {
     "bf16": "not written: TFLite and ONNX Runtime compute a bf16 model in fp32 on a CPU, so "

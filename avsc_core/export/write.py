@@ -31,7 +31,7 @@ from avsc_core.bundle import Bundle, export_key, load_bundle, record_export
 from avsc_core.bundle.manifest import sha256
 from avsc_core.errors import AvscError
 from avsc_core.export.formats import SUFFIX, check_supported
-from avsc_core.export.runtime import open_network
+from avsc_core.inference.runtime import open_network
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 FP32_TOLERANCE = 1e-3

@@ -6,8 +6,18 @@ validation split (:mod:`avsc_core.train.calibrate`) and records them in the mani
 .. code-block:: json
 
     "calibration": {"method": "temperature", "split": "val",
-                    "temperatures": {"audio": 1.4, "visual": 0.8, "fused": 1.1},
-                    "fit": {"audio": {"clips": 8, "log_loss_before": ..., ...}, ...}}
+                    "temperatures": {"audio": 0.81, "visual": 1.0, "fused": 0.87},
+                    "fit": {"audio": {"clips": 8, "log_loss_before": 0.394,
+                                      "log_loss_after": 0.386,
+                                      "decision": "T=0.81 (unshrunk 0.72): ...", ...},
+                            "visual": {"clips": 8, ...,
+                                       "decision": "kept T=1: 8 validation clips, ..."},
+                            ...}}
+
+``fit`` says per head what was decided and why (:func:`calibration_notes`); a
+temperature fitted on a few clips is shrunk towards 1 and refused when a cross-validated
+check does not show it helps (:func:`avsc_core.evaluation.calibration.fit_temperature`).
+Bundles written before that check have no ``decision``; they still load and read.
 
 Each segment's probabilities ``p`` become ``softmax(log p / T)``: the ranking of the
 classes never changes, only how sure the answer claims to be. A bundle written before
@@ -54,3 +64,27 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=-1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+def calibration_notes(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Per head, a line saying which temperature it uses and why.
+
+    Reads every bundle: those whose ``fit`` entries record the ``decision``, older ones
+    with only the fitted clips' log loss or the reason nothing was fitted, and those
+    without calibration (no lines).
+    """
+    calibration = manifest.get("calibration") or {}
+    fits = calibration.get("fit") or {}
+    notes = {}
+    for head, t in temperatures(manifest).items():
+        fit = fits.get(head) or {}
+        if fit.get("decision"):
+            notes[head] = str(fit["decision"])
+        elif fit.get("skipped"):
+            notes[head] = f"kept T=1: {fit['skipped']}"
+        elif fit.get("log_loss_before") is not None:
+            notes[head] = (f"T={t:.3g}: {fit.get('clips')} validation clips, log loss "
+                           f"{fit['log_loss_before']:.3f} -> {fit['log_loss_after']:.3f}")
+        else:
+            notes[head] = f"T={t:.3g}"
+    return notes

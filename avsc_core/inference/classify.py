@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from avsc_core.backbones import BRANCHES
 from avsc_core.bundle import Bundle, load_bundle
 from avsc_core.errors import AvscError, MediaError
 from avsc_core.inference.inputs import (
@@ -44,9 +45,6 @@ if TYPE_CHECKING:
     from avsc_core.inference.predictor import Predictor, SegmentPredictions
 
 log = logging.getLogger(__name__)
-
-BRANCHES = ("audio", "visual", "fused")
-
 
 def probability_dict(classes: list[str], probs: np.ndarray) -> dict[str, float]:
     """``{class: probability}`` for one probability vector."""

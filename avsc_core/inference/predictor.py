@@ -10,7 +10,7 @@ when the bundle has one (:mod:`avsc_core.inference.unfamiliar`).
 
 The networks run in Keras, or in an optimised copy written by ``avsc export``
 (:mod:`avsc_core.export`) when the bundle has one: ``runtime="auto"`` takes the fastest
-export recorded in the manifest (:data:`avsc_core.export.formats.AUTO_ORDER`), and Keras
+export recorded in the manifest (:data:`avsc_core.inference.runtime.AUTO_ORDER`), and Keras
 when there is none. An export is used only when all of its networks are present.
 
 Where they run (:func:`choose_runtime`, :func:`runtime_device`): when a GPU is visible,
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from avsc_core.backbones import AUDIO, BRANCHES, FUSED, MODALITIES, VISUAL
 from avsc_core.bundle import Bundle
 from avsc_core.errors import AvscError
 from avsc_core.inference.backbones import (
@@ -62,7 +63,6 @@ from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 log = logging.getLogger(__name__)
 
-BRANCHES = ("audio", "visual", "fused")
 KERAS = "keras"
 
 # Segments of several files gathered into one batch of network inputs on a GPU
@@ -70,8 +70,8 @@ KERAS = "keras"
 GPU_BATCH_SEGMENTS = 16
 # Inputs per call of a Keras network: frames of a visual network, spectrograms of an
 # audio one (exports have the batch they were written with).
-CPU_BATCH = {"visual": 20, "audio": 16}
-GPU_BATCH = {"visual": 320, "audio": 64}
+CPU_BATCH = {VISUAL: 20, AUDIO: 16}
+GPU_BATCH = {VISUAL: 320, AUDIO: 64}
 
 
 @dataclass
@@ -110,7 +110,7 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         When the requested export is not in the bundle, or ``device="gpu"`` and no
         runtime can use one.
     """
-    from avsc_core.export.formats import AUTO_ORDER, FORMATS
+    from avsc_core.inference.runtime import AUTO_ORDER, FORMATS
 
     exports = bundle.exports
     complete = [k for k in exports if _complete(bundle, exports[k])]
@@ -170,7 +170,7 @@ def default_lanes(bundle: Bundle, runtime: str, device: str, threads: int) -> in
     if runtime == KERAS or device != "cpu" or threads < 2:
         return 1
     visual = [n for n in bundle.backbone_names
-              if bundle.backbone_entry(n).get("modality") == "visual"]
+              if bundle.backbone_entry(n).get("modality") == VISUAL]
     if not visual:
         return 1
     if bundle.exports[runtime]["format"] == "tflite":
@@ -258,7 +258,7 @@ class Predictor:
                 f"{threads} side by side, {how})")
 
     def _export_network(self, group: str, name: str, batch: int | None = None):
-        from avsc_core.export.runtime import open_network
+        from avsc_core.inference.runtime import open_network
 
         export = self.bundle.exports[self.runtime]
         entry = export[group][name]
@@ -294,12 +294,7 @@ class Predictor:
         return self._runners[key]
 
     def _feature(self, name: str) -> str:
-        feature = self.bundle.backbone_entry(name).get("feature")
-        if feature is None:  # bundles written before the manifest recorded it
-            from avsc_core.models.presets import backbone_spec
-
-            feature = backbone_spec(name).feature
-        return feature
+        return self.bundle.backbone_feature(name)
 
     def needs(self) -> tuple[tuple[str, ...], bool]:
         """Spectrogram kinds and whether frames are needed by the bundle's backbones."""
@@ -316,9 +311,9 @@ class Predictor:
     def _run_backbone(self, name: str, x: np.ndarray, visual: bool) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         if visual:
-            out = run_visual_backbone(self.backbone(name), x, self.batch["visual"])
+            out = run_visual_backbone(self.backbone(name), x, self.batch[VISUAL])
         else:
-            out = run_audio_backbone(self.backbone(name), x, self.batch["audio"])
+            out = run_audio_backbone(self.backbone(name), x, self.batch[AUDIO])
         self._cost[name] = time.perf_counter() - start
         return out
 
@@ -541,9 +536,9 @@ def with_fallback(branches: Mapping[str, np.ndarray | None]) -> dict[str, np.nda
     training records), so that training and ``avsc evaluate`` agree on every clip.
     """
     answers = {branch: branches.get(branch) for branch in BRANCHES}
-    for fallback in ("audio", "visual"):
-        if answers["fused"] is None:
-            answers["fused"] = answers[fallback]
+    for fallback in MODALITIES:
+        if answers[FUSED] is None:
+            answers[FUSED] = answers[fallback]
     return answers
 
 

@@ -2,13 +2,15 @@
 
 - :mod:`~avsc_core.models.audio`: the residual-inception audio backbone (Aud-MEL/GAM/CQT).
 - :mod:`~avsc_core.models.visual`: Vis-INC (InceptionV3) and Vis-CONV (ConvNeXtTiny).
-- :mod:`~avsc_core.models.heads`: the shared ``emb1 -> emb2 -> probs`` block and embedding access.
+- :mod:`~avsc_core.models.heads`: the shared ``emb1 -> emb2 -> probs`` block.
 - :mod:`~avsc_core.models.fusion`: the Phase II fusion layers f1..f6 and their heads.
-- :mod:`~avsc_core.models.presets`: the backbone registry and the ``tiny``/``paper`` presets.
+- :mod:`~avsc_core.models.presets`: the backbones' builders and the ``tiny``/``paper``
+  presets (what each backbone is: :mod:`avsc_core.backbones`).
 - :mod:`~avsc_core.models.weights`: the ImageNet weights cache.
 - :mod:`~avsc_core.models.losses`: the KL-divergence training loss.
 """
 
+from avsc_core.backbones import modality_of
 from avsc_core.models.audio import AudioNetConfig, build_audio_net, trainable_params
 from avsc_core.models.fusion import (
     FUSIONS,
@@ -17,7 +19,7 @@ from avsc_core.models.fusion import (
     build_fusion_head,
     fusion_spec,
 )
-from avsc_core.models.heads import EMBEDDING_LAYERS, embedding_model
+from avsc_core.models.heads import EMBEDDING_LAYERS
 from avsc_core.models.losses import scene_loss
 from avsc_core.models.presets import (
     AUDIO_BACKBONES,
@@ -26,14 +28,9 @@ from avsc_core.models.presets import (
     VISUAL_BACKBONES,
     BackboneSpec,
     build_backbone,
-    modality_of,
 )
 from avsc_core.models.visual import VisualNetConfig, build_visual_net, visual_backbone
-from avsc_core.models.weights import (
-    import_visual_weights,
-    resolve_imagenet_weights,
-    visual_weights_path,
-)
+from avsc_core.models.weights import resolve_imagenet_weights, visual_weights_path
 
 __all__ = [
     "AUDIO_BACKBONES",
@@ -51,9 +48,7 @@ __all__ = [
     "build_backbone",
     "build_fusion_head",
     "build_visual_net",
-    "embedding_model",
     "fusion_spec",
-    "import_visual_weights",
     "modality_of",
     "resolve_imagenet_weights",
     "scene_loss",

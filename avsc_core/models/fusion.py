@@ -29,11 +29,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from avsc_core.backbones import MODALITIES, modality_of
 from avsc_core.models.heads import PROBS_LAYER, l2_regularizer
-from avsc_core.models.presets import modality_of
 
 FUSION_MODES = ("sum", "branch", "concat")
-MODALITIES = ("audio", "visual")
 
 
 @dataclass(frozen=True)

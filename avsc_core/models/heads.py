@@ -1,7 +1,8 @@
-"""The dense block every backbone ends with, and access to its two embeddings.
+"""The dense block every backbone ends with, whose layers give its two embeddings.
 
 All five backbones of Pham et al. (2023) end in ``FC(embed_dim) -> FC(n_classes) -> softmax``.
-The layers carry fixed names so Phase II can cut a trained backbone at either embedding:
+The layers carry fixed names so Phase II can cut a trained backbone at either embedding
+(:func:`avsc_core.inference.backbones.backbone_runner`):
 
 ========  ==========================================  =====================================
 name      layer                                       role
@@ -13,8 +14,6 @@ name      layer                                       role
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import keras
 
@@ -44,20 +43,3 @@ def dense_head(
     x = keras.layers.Dense(n_classes, kernel_regularizer=reg, name="emb2")(x)
     # float32 so the probabilities stay exact under a mixed-precision policy.
     return keras.layers.Activation("softmax", dtype="float32", name=PROBS_LAYER)(x)
-
-
-def embedding_model(model: keras.Model, kind: Literal[1, 2]) -> keras.Model:
-    """A model sharing ``model``'s layers that outputs embedding type ``kind`` (1 or 2).
-
-    Parameters
-    ----------
-    model : keras.Model
-        A backbone built by :func:`avsc_core.models.build_backbone` (or any model with layers
-        named ``emb1`` and ``emb2``).
-    kind : {1, 2}
-        1 for the ``FC(embed_dim)`` output, 2 for the ``FC(n_classes)`` pre-softmax output.
-    """
-    if kind not in EMBEDDING_LAYERS:
-        raise ValueError(f"embedding type must be 1 or 2, got {kind!r}")
-    layer = model.get_layer(EMBEDDING_LAYERS[kind])
-    return keras.Model(model.input, layer.output, name=f"{model.name}_emb{kind}")

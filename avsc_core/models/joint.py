@@ -48,11 +48,10 @@ from dataclasses import dataclass
 
 import keras
 
+from avsc_core.backbones import AUDIO, FUSED, JOINT_AUDIO, JOINT_VISUAL, VISUAL
 from avsc_core.models.heads import PROBS_LAYER, dense_head, l2_regularizer
 from avsc_core.models.visual import FRAME_SHAPE, Weights, build_application
 
-JOINT_AUDIO = "joint-aud"
-JOINT_VISUAL = "joint-vis"
 IMAGE_MODELS = ("convnext_tiny", "inception_v3", "tiny_cnn")
 _STAGES = {"convnext_tiny": 4, "inception_v3": 11, "tiny_cnn": 3}
 # ConvNeXtTiny's first three stages (12.3 M parameters, 80 % of its FLOPs) rather than
@@ -271,9 +270,9 @@ def build_joint_model(
         n_classes, config.head_dropout, config.l2)
     fused = classifier({JOINT_AUDIO: audio_emb1, JOINT_VISUAL: visual_emb1})
     outputs = {
-        "fused": keras.layers.Identity(name="fused")(fused),
-        "audio": keras.layers.Activation("softmax", dtype="float32", name="audio")(audio_emb2),
-        "visual": keras.layers.Activation("softmax", dtype="float32", name="visual")(visual_emb2),
+        FUSED: keras.layers.Identity(name=FUSED)(fused),
+        AUDIO: keras.layers.Activation("softmax", dtype="float32", name=AUDIO)(audio_emb2),
+        VISUAL: keras.layers.Activation("softmax", dtype="float32", name=VISUAL)(visual_emb2),
     }
     model = keras.Model({"spectrogram": spectrogram, "frames": frames}, outputs, name="joint")
     return model, classifier

@@ -1,4 +1,7 @@
-"""The five backbones of the two-phase system, by their contract names.
+"""The builders of the five backbones of the two-phase system, by their contract names.
+
+What each backbone is (modality, feature) is the registry's (:mod:`avsc_core.backbones`);
+this module adds how to build it.
 
 ==============  ========  =======  ====================================================
 name            modality  feature  paper preset
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 
 import keras
 
+from avsc_core.backbones import TWO_PHASE_BACKBONES, backbone_entry
 from avsc_core.models.audio import PAPER_INPUT_SHAPE, AudioNetConfig, build_audio_net
 from avsc_core.models.visual import FRAME_SHAPE, VisualNetConfig, Weights, build_visual_net
 
@@ -31,7 +35,7 @@ Builder = Callable[[str, str, int, tuple[int, int, int], Weights], keras.Model]
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One backbone of the registry.
+    """How to build one two-phase backbone, with its registry entry's modality and feature.
 
     Attributes
     ----------
@@ -78,12 +82,20 @@ def _visual(arch: str) -> Builder:
     return build
 
 
+def _spec(name: str, default_input_shape: tuple[int, int, int], builder: Builder) -> BackboneSpec:
+    entry = backbone_entry(name)
+    return BackboneSpec(name, entry.modality, entry.feature, default_input_shape, builder)
+
+
+_BUILDERS: dict[str, tuple[tuple[int, int, int], Builder]] = {
+    "aud-mel": (PAPER_INPUT_SHAPE, _audio),
+    "aud-gam": (PAPER_INPUT_SHAPE, _audio),
+    "aud-cqt": (PAPER_INPUT_SHAPE, _audio),
+    "vis-inc": (FRAME_SHAPE, _visual("inception_v3")),
+    "vis-conv": (FRAME_SHAPE, _visual("convnext_tiny")),
+}
 BACKBONES: dict[str, BackboneSpec] = {
-    "aud-mel": BackboneSpec("aud-mel", "audio", "mel", PAPER_INPUT_SHAPE, _audio),
-    "aud-gam": BackboneSpec("aud-gam", "audio", "gam", PAPER_INPUT_SHAPE, _audio),
-    "aud-cqt": BackboneSpec("aud-cqt", "audio", "cqt", PAPER_INPUT_SHAPE, _audio),
-    "vis-inc": BackboneSpec("vis-inc", "visual", "frames", FRAME_SHAPE, _visual("inception_v3")),
-    "vis-conv": BackboneSpec("vis-conv", "visual", "frames", FRAME_SHAPE, _visual("convnext_tiny")),
+    name: _spec(name, *_BUILDERS[name]) for name in TWO_PHASE_BACKBONES
 }
 AUDIO_BACKBONES = tuple(n for n, s in BACKBONES.items() if s.modality == "audio")
 VISUAL_BACKBONES = tuple(n for n, s in BACKBONES.items() if s.modality == "visual")
@@ -94,11 +106,6 @@ def backbone_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
-
-
-def modality_of(name: str) -> str:
-    """``"audio"`` or ``"visual"`` for a backbone name."""
-    return backbone_spec(name).modality
 
 
 def build_backbone(

@@ -9,8 +9,8 @@ either finds the file at once or fails at once with a message saying where to pu
 Lookup order for ``weights="imagenet"``:
 
 1. our cache, under Keras's file name (what :func:`visual_weights_path` returns);
-2. our cache, ``<stem>.weights.h5`` (written by :func:`import_visual_weights` from a Keras 3
-   weights file);
+2. our cache, ``<stem>.weights.h5``: the same weights saved by Keras 3 (put there by hand;
+   to start from other weights, ``TrainConfig.visual_weights`` takes a file or a folder);
 3. Keras's own cache, ``$KERAS_HOME/models`` (default ``~/.keras/models``), in case an
    earlier Keras session downloaded it;
 4. a download into our cache.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -217,43 +216,3 @@ def resolve_imagenet_weights(name: str) -> Path:
         The message names the missing file, its URL and the alternatives.
     """
     return resolve_imagenet_files([name])[name]
-
-
-def import_visual_weights(name: str, src_path: str | Path) -> Path:
-    """Copy a user-provided backbone weights file into the cache, after checking it loads.
-
-    Parameters
-    ----------
-    name : str
-        ``"vis-inc"`` or ``"vis-conv"``.
-    src_path : str or Path
-        Weights of the headless backbone (``include_top=False``): Keras's legacy ``.h5``
-        (as published for ``keras.applications``) or a Keras 3 ``.weights.h5``.
-
-    Returns
-    -------
-    Path
-        The cached copy, found from now on by ``weights="imagenet"``.
-
-    Raises
-    ------
-    AvscError
-        When the file is missing or does not fit the backbone.
-    """
-    from avsc_core.models.visual import build_application
-
-    spec = _spec(name)
-    src = Path(src_path)
-    if not src.is_file():
-        raise AvscError(f"{src}: no such weights file")
-    build_application(spec.arch, (224, 224, 3), weights=src)  # raises AvscError if unfit
-    filename = spec.imported_filename if src.name.endswith(".weights.h5") else spec.filename
-    target = weights_cache_dir() / filename
-    with src.open("rb") as source, atomic_write(target, "wb") as out:
-        shutil.copyfileobj(source, out)
-    # Only one of the two cached forms may exist, or the lookup order would hide the new one.
-    other = weights_cache_dir() / (
-        spec.filename if filename == spec.imported_filename else spec.imported_filename
-    )
-    other.unlink(missing_ok=True)
-    return target

@@ -4,7 +4,9 @@ Both are fitted on the answers the training metrics score (every head on the cac
 segment embeddings, :func:`avsc_core.train.run.segment_probabilities`), so what
 ``avsc evaluate`` later measures on the validation split is what was fitted:
 
-- one temperature per head, minimising its clip-level validation log loss
+- one temperature per head, minimising its clip-level validation log loss under a prior
+  that shrinks it towards 1, and kept only when a cross-validated check on the
+  validation clips shows it lowers their log loss; its ``fit`` entry says which and why
   (:func:`avsc_core.evaluation.calibration.fit_temperature`);
 - per backbone, the class means and spread of the training segments' ``emb1`` embeddings
   (``familiarity/<backbone>.npy``), and the unfamiliarity threshold where 95 % of the
@@ -43,8 +45,8 @@ from avsc_core.inference.unfamiliar import (
 )
 
 if TYPE_CHECKING:
+    from avsc_core.features.prepare import PreparedClip
     from avsc_core.train.phase2 import Embeddings
-    from avsc_core.train.prepare import PreparedClip
 
 SPLIT = "val"
 # The Embeddings key of EMBEDDING (the FC(1024) output, "type 1").

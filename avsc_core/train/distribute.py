@@ -1,4 +1,5 @@
-"""Choosing the ``tf.distribute`` strategy: several GPUs, several machines, or one device.
+"""Choosing the ``tf.distribute`` strategy: several GPUs, several machines, or one device;
+and the datasets of a multi-worker run, each worker reading its own part of every epoch.
 
 The devices asked for are checked when the strategy is made, which a run does before it
 decodes any clip (:func:`avsc_core.train.run.train_model`): a GPU that is not there is one
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
 from avsc_core.errors import AvscError
+from avsc_core.train.pipeline import Shard
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +123,80 @@ def uses_gpu(strategy: tf.distribute.Strategy) -> bool:
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         return any("GPU" in d.upper() for d in strategy.extended.worker_devices)
     return bool(_visible_gpus())
+
+
+# make(batch, shard) -> (training dataset, validation dataset or None): see worker_datasets.
+MakeDatasets = Callable[[int, Shard | None], tuple[Any, Any]]
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` trains across processes (``TF_CONFIG``, one per machine)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+def worker_steps(examples: int, per_replica_batch: int, workers: int,
+                 local_replicas: int = 1) -> int:
+    """Steps per epoch of every worker when each reads its :class:`Shard` of ``examples``.
+
+    Each worker's pipeline yields ``examples // workers`` samples (the same on every
+    worker) in batches of ``per_replica_batch``; a step takes one batch per local replica
+    (the last step may leave some replicas without one, as it does on one machine).
+    """
+    batches = math.ceil(Shard(0, workers).size(examples) / per_replica_batch)
+    return math.ceil(batches / local_replicas)
+
+
+def epoch_steps(examples: int, batch: int, strategy: tf.distribute.Strategy) -> int:
+    """Steps per epoch of ``examples`` in global batches of ``batch`` under ``strategy``
+    (what the learning-rate schedule and the progress count on)."""
+    if not is_multi_worker(strategy):
+        return math.ceil(examples / batch)
+    local = len(strategy.extended.worker_devices)
+    workers = strategy.num_replicas_in_sync // local
+    return worker_steps(examples, batch // strategy.num_replicas_in_sync, workers, local)
+
+
+def worker_datasets(strategy: tf.distribute.Strategy, batch: int,
+                    make: MakeDatasets) -> tuple[Any, Any]:
+    """The training and validation datasets of a stage, for ``model.fit``.
+
+    Parameters
+    ----------
+    strategy : tf.distribute.Strategy
+    batch : int
+        The global batch (every replica's, summed).
+    make : callable
+        ``make(batch, shard)``: the training dataset (reading only ``shard``'s part of
+        every epoch when ``shard`` is not ``None``) and the validation one (or ``None``),
+        batched by ``batch``.
+
+    Returns
+    -------
+    tuple
+        ``make(batch, None)`` unless ``strategy`` is multi-worker, so that a run on one
+        machine reads what it always has. Multi-worker: distributed datasets that each
+        worker builds for itself, batched per replica (``tf.distribute``'s
+        ``distribute_datasets_from_function``); its training dataset reads the worker's
+        :class:`~avsc_core.train.pipeline.Shard` of every epoch (:func:`worker_steps`
+        steps, the same on every worker), and its validation dataset all of the
+        validation split: no validation sample is dropped, and every worker weighs the
+        whole split alike in the validation figures that choose the best epoch and stop
+        early (which Keras averages over the workers, so each takes the same decisions).
+    """
+    if not is_multi_worker(strategy):
+        return make(batch, None)
+    built: dict[int, tuple[Any, Any]] = {}
+
+    def pipelines(context: tf.distribute.InputContext) -> tuple[Any, Any]:
+        # Built once per worker, for both datasets (each reads one of the pair).
+        key = context.input_pipeline_id
+        if key not in built:
+            shard = Shard(context.input_pipeline_id, context.num_input_pipelines)
+            built[key] = make(context.get_per_replica_batch_size(batch), shard)
+        return built[key]
+
+    train = strategy.distribute_datasets_from_function(lambda c: pipelines(c)[0])
+    if all(val is None for _, val in built.values()):
+        return train, None
+    return train, strategy.distribute_datasets_from_function(lambda c: pipelines(c)[1])

@@ -17,37 +17,39 @@ Segments lacking sound or pictures cannot train a joint model and are left out.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from avsc_core.config import FeatureConfig, MediaConfig, feature_shape
+from avsc_core.backbones import AUDIO, FUSED, JOINT_AUDIO, JOINT_VISUAL, VISUAL
+from avsc_core.config import feature_shape
 from avsc_core.errors import AvscError
+from avsc_core.features.prepare import PreparedClip
 from avsc_core.models import scene_loss
 from avsc_core.models.joint import (
-    JOINT_AUDIO,
-    JOINT_VISUAL,
     JointNetConfig,
     branch_head,
     build_acoustic_encoder,
     build_joint_model,
     build_visual_encoder,
 )
-from avsc_core.progress import ProgressCallback
-from avsc_core.train.checkpoint import load_checkpoint
-from avsc_core.train.monitor import fit_and_keep_best
-from avsc_core.train.phase1 import backbone_seed, visual_weights_argument
-from avsc_core.train.pipeline import StoredForm, segment_dataset, segment_items, stored_form
-from avsc_core.train.precision import float32_copy, precision_policy
-from avsc_core.train.prepare import PreparedClip
+from avsc_core.train.phase1 import visual_weights_argument
+from avsc_core.train.pipeline import (
+    Shard,
+    StoredForm,
+    segment_dataset,
+    segment_items,
+    stored_form,
+)
+from avsc_core.train.precision import float32_copy
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import JOINT_STEP, TrainState
+from avsc_core.train.stage import RunContext, Stage, StageFiles
+from avsc_core.train.state import JOINT_STEP
 from avsc_core.train.trainer import learning_rate, metrics, training_model
 
-OUTPUTS = ("fused", "audio", "visual")
+# The training model's outputs, each with its own loss.
+OUTPUTS = (FUSED, AUDIO, VISUAL)
 # The two-phase backbone whose ImageNet weights file each image model uses.
 _WEIGHTS_OF = {"convnext_tiny": "vis-conv", "inception_v3": "vis-inc"}
 
@@ -73,11 +75,6 @@ def joint_net_config(config: TrainConfig) -> JointNetConfig:
         return JointNetConfig.paper(config.joint_image_model, stages)
     except ValueError as exc:
         raise AvscError(f"--visual-stages: {exc}") from exc
-
-
-def joint_parts(config: TrainConfig) -> dict[str, tuple[str, str]]:
-    """``{backbone name: (modality, feature)}`` of a joint model."""
-    return {JOINT_AUDIO: ("audio", config.joint_feature), JOINT_VISUAL: ("visual", "frames")}
 
 
 class TwoRateAdam(keras.optimizers.Adam):
@@ -140,25 +137,17 @@ def _build(
     model.compile(
         optimizer=TwoRateAdam(rate, scaled, config.visual_lr / config.audio_lr),
         loss={name: scene_loss() for name in OUTPUTS},
-        loss_weights={"fused": 1.0, "audio": config.joint_branch_weight,
-                      "visual": config.joint_branch_weight},
-        metrics={"fused": metrics()},
+        loss_weights={FUSED: 1.0, AUDIO: config.joint_branch_weight,
+                      VISUAL: config.joint_branch_weight},
+        metrics={FUSED: metrics()},
     )
     return model, audio, visual, classifier
 
 
 def train_joint(
+    context: RunContext,
     train: Sequence[PreparedClip],
     val: Sequence[PreparedClip],
-    classes: Sequence[str],
-    config: TrainConfig,
-    media: MediaConfig,
-    features: FeatureConfig,
-    workdir: Path,
-    state: TrainState,
-    distribution: tf.distribute.Strategy,
-    progress: ProgressCallback | None = None,
-    cancel: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, Path], dict[str, tuple[Path, list[str]]]]:
     """Train (or resume) a joint model; return its backbone files and head files.
 
@@ -169,15 +158,17 @@ def train_joint(
     heads : dict
         ``{head: (path, backbone names it takes)}`` for ``fused``, ``audio``, ``visual``.
     """
-    backbones = {name: workdir / "backbones" / f"{name}.keras" for name in (JOINT_AUDIO, JOINT_VISUAL)}
+    config, classes, media, out = context.config, context.classes, context.media, context.out
+    backbones = {name: out / "backbones" / f"{name}.keras" for name in (JOINT_AUDIO, JOINT_VISUAL)}
     heads = {
-        "fused": (workdir / "heads" / "fused.keras", [JOINT_AUDIO, JOINT_VISUAL]),
-        "audio": (workdir / "heads" / "audio.keras", [JOINT_AUDIO]),
-        "visual": (workdir / "heads" / "visual.keras", [JOINT_VISUAL]),
+        FUSED: (out / "heads" / f"{FUSED}.keras", [JOINT_AUDIO, JOINT_VISUAL]),
+        AUDIO: (out / "heads" / f"{AUDIO}.keras", [JOINT_AUDIO]),
+        VISUAL: (out / "heads" / f"{VISUAL}.keras", [JOINT_VISUAL]),
     }
-    step = state.step(JOINT_STEP)
-    files = [*backbones.values(), *(path for path, _ in heads.values())]
-    if step.finished and all(p.exists() for p in files):
+    files = (*backbones.values(), *(path for path, _ in heads.values()))
+    stage = Stage(context, JOINT_STEP, seed_key="joint",
+                  files=StageFiles.of(out, JOINT_STEP).with_products(files))
+    if stage.finished:
         return backbones, heads
 
     kind = config.joint_feature
@@ -186,51 +177,31 @@ def train_joint(
     if not train_items:
         raise AvscError("no training clip has both sound and pictures; joint optimisation "
                         "needs both (use --strategy two-phase for one modality)")
-    checkpoints = workdir / "training" / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    last, best = checkpoints / "joint.last.npz", checkpoints / "joint.best.npz"
     net = joint_net_config(config)
-    seed = backbone_seed(config.seed, "joint")
-    keras.utils.set_random_seed(seed)
-    batch = config.batch_size * distribution.num_replicas_in_sync
-    steps_per_epoch = math.ceil(len(train_items) / batch)
-    with distribution.scope(), precision_policy(config.precision):
-        model, audio, visual, classifier = _build(
-            config, net, len(classes), feature_shape(media, features),
-            media.frames_per_segment, stored_form(train_items),
-            config.joint_epochs * steps_per_epoch, seed,
-        )
-        if step.epochs_done > 0 and last.exists():
-            load_checkpoint(model, last)
-        else:
-            step.restart()
 
-    counter = [step.epochs_done]
-    train_ds = segment_dataset(train_items, len(classes), batch, True, seed, OUTPUTS, counter)
-    val_ds = (segment_dataset(val_items, len(classes), batch, False, seed, OUTPUTS)
-              if val_items else None)
-    fit_and_keep_best(
-        model,
-        train_ds,
-        val_ds,
-        stage=JOINT_STEP,
-        epochs=config.joint_epochs,
-        steps_per_epoch=steps_per_epoch,
-        state=state,
-        step=step,
-        last_path=last,
-        best_path=best,
-        final_path=None,
-        patience=config.patience,
-        progress=progress,
-        cancel=cancel,
-    )
+    def build(seed: int, total_steps: int):
+        model, audio, visual, classifier = _build(
+            config, net, len(classes), feature_shape(media, context.features),
+            media.frames_per_segment, stored_form(train_items), total_steps, seed,
+        )
+        return model, (audio, visual, classifier)
+
+    def datasets(batch: int, seed: int, epochs_done: int, shard: Shard | None):
+        # The training pipeline counts its epochs on from the resumed one (its shuffles).
+        train_ds = segment_dataset(train_items, len(classes), batch, True, seed, OUTPUTS,
+                                   [epochs_done], shard)
+        val_ds = (segment_dataset(val_items, len(classes), batch, False, seed, OUTPUTS)
+                  if val_items else None)
+        return train_ds, val_ds
+
+    parts = stage.fit(examples=len(train_items), epochs=config.joint_epochs, build=build,
+                      datasets=datasets, precision=config.precision)
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
-    audio, visual, classifier = (float32_copy(m) for m in (audio, visual, classifier))
+    audio, visual, classifier = (float32_copy(m) for m in parts)
     audio.save(backbones[JOINT_AUDIO])
     visual.save(backbones[JOINT_VISUAL])
-    classifier.save(heads["fused"][0])
-    branch_head(audio, JOINT_AUDIO).save(heads["audio"][0])
-    branch_head(visual, JOINT_VISUAL).save(heads["visual"][0])
+    classifier.save(heads[FUSED][0])
+    branch_head(audio, JOINT_AUDIO).save(heads[AUDIO][0])
+    branch_head(visual, JOINT_VISUAL).save(heads[VISUAL][0])
     return backbones, heads

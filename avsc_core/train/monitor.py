@@ -9,9 +9,9 @@ from pathlib import Path
 
 import keras
 
+from avsc_core.bundle.history import epoch_metric
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 from avsc_core.train.checkpoint import load_weights, save_checkpoint, save_weights
-from avsc_core.train.history import epoch_metric
 from avsc_core.train.precision import float32_copy
 from avsc_core.train.state import StepState, TrainState
 

@@ -10,33 +10,23 @@ early stopping, in float32: ``audio`` (the audio backbones only), ``visual`` and
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from avsc_core.atomic import atomic_write
+from avsc_core.backbones import FRAMES, FUSED, MODALITIES, modality_of
+from avsc_core.features.prepare import PreparedClip
 from avsc_core.features.store import open_entry
 from avsc_core.inference.backbones import backbone_runner, run_audio_backbone, run_visual_backbone
 from avsc_core.models import build_fusion_head
-from avsc_core.models.presets import backbone_spec, modality_of
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
-from avsc_core.train.checkpoint import load_checkpoint
-from avsc_core.train.monitor import fit_and_keep_best
-from avsc_core.train.phase1 import backbone_seed
-from avsc_core.train.pipeline import array_dataset
-from avsc_core.train.prepare import PreparedClip
-from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import (
-    EMBEDDINGS_STEP,
-    StepFiles,
-    TrainState,
-    phase2_step,
-)
+from avsc_core.train.pipeline import Shard, array_dataset
+from avsc_core.train.stage import RunContext, Stage
+from avsc_core.train.state import EMBEDDINGS_STEP, phase2_step
 from avsc_core.train.trainer import compile_model, learning_rate, training_model
 
 
@@ -46,9 +36,9 @@ def head_inputs(head: str, backbones: Sequence[str]) -> list[str]:
     A model with backbones of one modality only has no ``fused`` head (an empty list):
     its single-branch head already answers for it.
     """
-    if head == "fused":
+    if head == FUSED:
         modalities = {modality_of(b) for b in backbones}
-        return list(backbones) if modalities == {"audio", "visual"} else []
+        return list(backbones) if modalities == set(MODALITIES) else []
     return [b for b in backbones if modality_of(b) == head]
 
 
@@ -93,35 +83,34 @@ class Embeddings:
 
 
 def compute_embeddings(
-    backbone_files: dict[str, Path],
+    backbones: Mapping[str, tuple[Path, str]],
     clips: Sequence[PreparedClip],
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
-    features: dict[str, str] | None = None,
 ) -> Embeddings:
     """Run each frozen backbone over every segment of ``clips``.
 
-    ``features`` gives the input of backbones outside the two-phase registry (the joint
-    strategy's encoders): ``{name: "mel" | "gam" | "cqt" | "frames"}``.
+    ``backbones`` maps a backbone's name to its ``.keras`` file and the feature it takes
+    (``"mel"``, ``"gam"``, ``"cqt"`` or ``"frames"``: its registry entry's, as the run
+    resolved it, or its bundle's).
     """
     clip_index = np.concatenate([np.full(c.segments, i) for i, c in enumerate(clips)])
     starts = np.concatenate([[0], np.cumsum([c.segments for c in clips])])
     values: dict[str, dict[int, np.ndarray]] = {}
-    total = len(backbone_files) * len(clips)
+    total = len(backbones) * len(clips)
     done = 0
-    for name, path in backbone_files.items():
+    for name, (path, feature) in backbones.items():
         runner = backbone_runner(keras.saving.load_model(path, safe_mode=True))
-        feature = (features or {}).get(name) or backbone_spec(name).feature
         rows: dict[int, np.ndarray] = {}
         for i, clip in enumerate(clips):
             if cancel and cancel():
                 raise Cancelled()
-            source = clip.frames if feature == "frames" else clip.features.get(feature)
+            source = clip.frames if feature == FRAMES else clip.features.get(feature)
             if source is not None:
                 data = open_entry(source)[: clip.segments]
                 out = (
                     run_visual_backbone(runner, data)
-                    if feature == "frames"
+                    if feature == FRAMES
                     else run_audio_backbone(runner, data)
                 )
                 for kind, key in ((1, "emb1"), (2, "emb2")):
@@ -138,34 +127,25 @@ def compute_embeddings(
 
 
 def train_head(
+    context: RunContext,
     head: str,
     inputs: Sequence[str],
     embeddings: Embeddings,
     clips: Sequence[PreparedClip],
-    classes: Sequence[str],
-    config: TrainConfig,
-    workdir: Path,
-    state: TrainState,
-    distribution: tf.distribute.Strategy,
-    progress: ProgressCallback | None = None,
-    cancel: Callable[[], bool] | None = None,
     build: Callable[[dict[str, int]], keras.Model] | None = None,
 ) -> Path | None:
     """Train (or resume) fusion head ``head`` on the embeddings of ``inputs``.
 
-    ``build`` makes the head from the embedding sizes of ``inputs`` (``avsc adapt`` gives
-    a joint model's classifier); a fusion head of ``config.fusion`` when omitted.
-    Returns ``None`` when no training clip has all of them.
+    ``clips`` are the clips of ``embeddings``' rows (their split chooses training or
+    validation). ``build`` makes the head from the embedding sizes of ``inputs`` (``avsc
+    adapt`` gives a joint model's classifier); a fusion head of ``config.fusion`` when
+    omitted. Returns ``None`` when no training clip has all of them.
     """
     inputs = list(inputs)
-    step_name = phase2_step(head)
-    step = state.step(step_name)
-    files = StepFiles.of(workdir, step_name)
-    final, last, best = files.final, files.last, files.best
-    if step.finished and final.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    last.parent.mkdir(parents=True, exist_ok=True)
+    config, classes = context.config, context.classes
+    stage = Stage(context, phase2_step(head), seed_key=f"head-{head}")
+    if stage.finished:
+        return stage.files.final
 
     kind = config.embedding_type
     lookup = {c: i for i, c in enumerate(classes)}
@@ -181,42 +161,27 @@ def train_head(
     x_val, y_val = subset("val")
     if not len(y_train):
         return None
-    seed = backbone_seed(config.seed, f"head-{head}")
-    keras.utils.set_random_seed(seed)
-    batch = config.batch_size * distribution.num_replicas_in_sync
-    steps_per_epoch = math.ceil(len(y_train) / batch)
-    resuming = step.epochs_done > 0 and last.exists()
-    # Always float32: a head has a few thousand parameters, nothing for float16 to speed up.
-    with distribution.scope():
+
+    def build_head(seed: int, total_steps: int) -> tuple[keras.Model, keras.Model]:
         dims = {n: embeddings.values[n][kind].shape[1] for n in inputs}
         net = (build(dims) if build is not None
                else build_fusion_head(config.fusion, dims, inputs, len(classes)))
         model = training_model(net, None, config.mixup_alpha, seed)
         rate = learning_rate(config.fusion_lr, config.lr_schedule, config.warmup_fraction,
-                             config.phase2_epochs * steps_per_epoch)
+                             total_steps)
         compile_model(model, keras.optimizers.Adam(rate))
-        if resuming:
-            load_checkpoint(model, last)
-        else:
-            step.restart()
-    train_ds = array_dataset(
-        x_train, y_train, len(classes), batch, True, seed + step.epochs_done
-    )
-    val_ds = array_dataset(x_val, y_val, len(classes), batch, False, seed) if len(y_val) else None
-    return fit_and_keep_best(
-        model,
-        train_ds,
-        val_ds,
-        stage=step_name,
-        epochs=config.phase2_epochs,
-        steps_per_epoch=steps_per_epoch,
-        state=state,
-        step=step,
-        last_path=last,
-        best_path=best,
-        final_path=final,
-        saved=net,
-        patience=config.patience,
-        progress=progress,
-        cancel=cancel,
-    )
+        return model, net
+
+    def datasets(batch: int, seed: int, epochs_done: int, shard: Shard | None):
+        # Arrays shuffle by their seed: a resumed run's next epoch draws another order.
+        train_ds = array_dataset(x_train, y_train, len(classes), batch, True, seed + epochs_done,
+                                 shard)
+        val_ds = (array_dataset(x_val, y_val, len(classes), batch, False, seed)
+                  if len(y_val) else None)
+        return train_ds, val_ds
+
+    # No precision given: a head has a few thousand parameters, nothing for float16 to
+    # speed up, so it trains in float32.
+    stage.fit(examples=len(y_train), epochs=config.phase2_epochs, build=build_head,
+              datasets=datasets)
+    return stage.files.final

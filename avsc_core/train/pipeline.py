@@ -11,6 +11,10 @@ An item is one training sample: a segment's spectrogram (audio backbones), one s
 frame (visual backbones; a frame carries its clip's label) or a segment's embeddings
 (fusion heads). Items are shuffled in Python with a seed that depends on the epoch, so a
 resumed run sees the same order it would have seen without the interruption.
+
+In multi-worker training each worker's pipeline reads only its :class:`Shard` of every
+epoch: every worker draws the same order (same seed, same epoch) and keeps its own
+positions of it, so no sample is read, or trained on, twice per epoch.
 """
 
 from __future__ import annotations
@@ -25,8 +29,44 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from avsc_core.features.prepare import PreparedClip
 from avsc_core.features.store import FrameFile, SpectrogramFile, open_entry
-from avsc_core.train.prepare import PreparedClip
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One worker's part of every training epoch (multi-worker training).
+
+    Every worker draws the epoch's order alike; worker ``index`` of ``count`` keeps
+    positions ``index, index + count, ...`` of it. The last ``n % count`` positions of
+    the order are dropped, so every worker has :meth:`size` samples and runs the same
+    number of steps: collective training stalls when one worker runs out of batches
+    before the others. They are at most ``count - 1`` samples an epoch, and other ones
+    each epoch as the order is drawn anew; padding would show some samples twice.
+
+    Attributes
+    ----------
+    index : int
+        This worker's input pipeline (``tf.distribute.InputContext.input_pipeline_id``).
+    count : int
+        The input pipelines, one per worker.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index} of {self.count} does not exist")
+
+    def size(self, n: int) -> int:
+        """Samples per epoch in each part of ``n`` samples (the same for every worker)."""
+        return n // self.count
+
+    def take(self, order: np.ndarray) -> np.ndarray:
+        """This part of an epoch's ``order`` (a permutation of the samples)."""
+        return np.ascontiguousarray(order[self.index : self.size(len(order)) * self.count
+                                          : self.count])
 
 
 @dataclass(frozen=True)
@@ -157,6 +197,7 @@ def item_dataset(
     shuffle: bool,
     seed: int,
     epoch_counter: list[int] | None = None,
+    shard: Shard | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(x, one_hot(y))`` as the cache stores them: uint8 frames
     ``(batch, size, size, 3)``, or float16 ``(batch, channels, bins, frames)`` log
@@ -168,13 +209,17 @@ def item_dataset(
     epoch_counter : list of one int, optional
         The epoch whose shuffling order to use next; incremented after every pass (pass
         ``[initial_epoch]`` when resuming).
+    shard : Shard, optional
+        The part of every epoch this worker reads (multi-worker training); all of it
+        when omitted.
     """
 
     def load(i: int) -> tuple[np.ndarray, int]:
         item = items[i]
         return _read(item.path, item.index), item.label
 
-    return _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter)
+    return _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter,
+                    shard)
 
 
 def segment_dataset(
@@ -185,10 +230,11 @@ def segment_dataset(
     seed: int,
     outputs: Sequence[str],
     epoch_counter: list[int] | None = None,
+    shard: Shard | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``({"spectrogram", "frames"}, {output: one_hot(y)})`` for joint
     training, as the cache stores them (see :func:`item_dataset`); every output is
-    trained towards the same target."""
+    trained towards the same target; ``shard`` as for :func:`item_dataset`."""
 
     def load(i: int) -> tuple[dict[str, np.ndarray], int]:
         item = items[i]
@@ -198,7 +244,8 @@ def segment_dataset(
         }, item.label
 
     names = tuple(outputs)
-    ds = _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter)
+    ds = _batches(load, len(items), n_classes, batch_size, shuffle, seed, epoch_counter,
+                  shard)
     return ds.map(lambda x, y: (x, {name: y for name in names}))
 
 
@@ -249,8 +296,10 @@ def _batches(
     shuffle: bool,
     seed: int,
     epoch_counter: list[int] | None,
+    shard: Shard | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(x, one_hot(y))`` of samples ``load(0) .. load(n - 1)``, shuffled per epoch.
+    """Batches of ``(x, one_hot(y))`` of samples ``load(0) .. load(n - 1)``, shuffled per epoch
+    (only ``shard``'s part of each epoch when given).
 
     ``x`` stacks what ``load`` returns, an array or a dict of arrays whose shapes and
     types come from the first sample. One call reads a whole batch, its samples on every
@@ -261,6 +310,9 @@ def _batches(
     """
     if n == 0:
         raise ValueError("no training samples")
+    length = n if shard is None else shard.size(n)
+    if length == 0:
+        raise ValueError(f"{n} training samples cannot be shared by {shard.count} workers")
     counter = epoch_counter if epoch_counter is not None else [0]
     first, _ = load(0)
     first_leaves = tf.nest.flatten(first)
@@ -271,7 +323,8 @@ def _batches(
         if shuffle:
             np.random.default_rng([seed, counter[0]]).shuffle(indices)
             counter[0] += 1
-        return indices
+        # The whole order is drawn on every worker, so that the parts are disjoint.
+        return indices if shard is None else shard.take(indices)
 
     def load_batch(indices: np.ndarray) -> list[np.ndarray]:
         samples = list(_readers().map(load, indices.tolist()))
@@ -289,7 +342,7 @@ def _batches(
     def epoch(_: tf.Tensor) -> tf.data.Dataset:
         # One call per pass over the data (each iterator runs it again): a new order.
         indices = tf.numpy_function(order, [], tf.int64, stateful=True)
-        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, (n,)))
+        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(indices, (length,)))
 
     ds = tf.data.Dataset.range(1).flat_map(epoch).batch(batch_size)
     ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -303,9 +356,19 @@ def array_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    shard: Shard | None = None,
 ) -> tf.data.Dataset:
-    """Batches from in-memory arrays (Phase II embeddings); mixup is the training step's."""
+    """Batches from in-memory arrays (Phase II embeddings); mixup is the training step's.
+
+    With ``shard``, this worker's part of every epoch (see :class:`Shard`): every worker
+    holds the same arrays and, seeded alike, shuffles them alike.
+    """
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(labels, n_classes)))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    if shard is not None:
+        if shard.size(len(labels)) == 0:
+            raise ValueError(f"{len(labels)} training samples cannot be shared by "
+                             f"{shard.count} workers")
+        ds = ds.take(shard.size(len(labels)) * shard.count).shard(shard.count, shard.index)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

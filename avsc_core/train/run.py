@@ -14,14 +14,23 @@ import datetime
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from avsc_core import __version__
 from avsc_core.atomic import write_json
+from avsc_core.backbones import (
+    AUDIO,
+    BRANCHES,
+    JOINT_AUDIO,
+    JOINT_VISUAL,
+    VISUAL,
+    backbone_entry,
+)
 from avsc_core.bundle.manifest import FORMAT, MANIFEST, SCHEMA_VERSION, file_entry
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.datasets import Dataset, load_dataset
@@ -29,13 +38,12 @@ from avsc_core.datasets.check import DatasetReport
 from avsc_core.datasets.types import SPLITS
 from avsc_core.errors import AvscError
 from avsc_core.evaluation.metrics import score_clips
-from avsc_core.inference.predictor import BRANCHES, clip_probabilities, with_fallback
+from avsc_core.features.prepare import Preparation, PreparedClip, prepare_clips
+from avsc_core.inference.predictor import clip_probabilities, with_fallback
 from avsc_core.locks import OutputLock
 from avsc_core.models import trainable_params
-from avsc_core.models.presets import backbone_spec
 from avsc_core.outputs import check_output_folder
 from avsc_core.progress import Progress, ProgressCallback
-from avsc_core.train.prepare import Preparation, PreparedClip, prepare_clips
 from avsc_core.train.resume import (
     check_resume,
     check_split_options,
@@ -44,6 +52,7 @@ from avsc_core.train.resume import (
 )
 from avsc_core.train.settings import TrainConfig
 from avsc_core.train.state import (
+    CHECKPOINTS,
     DEFAULT_FRACTION,
     EMBEDDINGS_STEP,
     HEADS,
@@ -54,6 +63,9 @@ from avsc_core.train.state import (
     phase1_step,
 )
 from avsc_core.train.validate import check_classes, check_prepared
+
+if TYPE_CHECKING:
+    from avsc_core.train.stage import RunContext
 
 PHASES = ("1", "2")
 EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
@@ -279,10 +291,10 @@ def _write_manifest(
     write_json(out / MANIFEST, manifest)
 
 
-def _is_chief() -> bool:
+def is_chief() -> bool:
     """Whether this process writes the bundle: always, except for the non-chief workers of
-    a multi-worker run (``TF_CONFIG``), which share the chief's folder and must not be
-    locked out by it."""
+    a multi-worker run (``TF_CONFIG``: the ``chief`` task, else worker 0, is the chief),
+    which train in a folder of their own (:func:`_run_folder`)."""
     try:
         spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
         task, cluster = spec.get("task") or {}, spec.get("cluster") or {}
@@ -374,18 +386,53 @@ def train_model(
                  for name, value in fractions.items()}
         dataset = load_dataset(data, layout or "auto", seed=config.seed, **split)
         check_classes(dataset)
-    with OutputLock(out) if _is_chief() else contextlib.nullcontext():
+    with _run_folder(out, resume) as work:
         if resume:
-            state = _resume(out, config, changes, {"layout": layout, **fractions})
+            state = _resume(work, config, changes, {"layout": layout, **fractions})
             # A resumed run's precision is the one it chose (its journal's).
             _, distribution = _preflight(TrainConfig.from_dict(state.settings["config"]),
                                          devices, state)
         else:
-            _check_new_run_folder(out)
+            _check_new_run_folder(work)
             config, distribution = _preflight(config, devices)
-            state = _start(out, config, media or MediaConfig(), features or FeatureConfig(),
+            state = _start(work, config, media or MediaConfig(), features or FeatureConfig(),
                            dataset, split)
-        return _run(data, out, state, phases, jobs, distribution, cache_dir, progress, cancel)
+        _run(data, work, state, phases, jobs, distribution, cache_dir, progress, cancel)
+    return out
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path, resume: bool) -> Iterator[Path]:
+    """The folder this process trains in: ``out``, locked, for the chief (a process alone
+    is one); for the other workers of a multi-worker run, a temporary folder of their own.
+
+    Every worker keeps a journal and checkpoints (each restores them on ``--resume``),
+    but only the chief's are the bundle's: the others' would clash with them in a shared
+    ``out``. A worker's folder is removed when it finishes, fails or is cancelled; to
+    resume, it starts from a copy of the chief's, so its ``out`` must then be the chief's
+    folder (shared).
+    """
+    if is_chief():
+        with OutputLock(out):
+            yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="avsc-worker-") as scratch:
+        work = Path(scratch) / (out.name or "model")
+        work.mkdir()
+        if resume:
+            _copy_chief_folder(out, work)
+        yield work
+
+
+def _copy_chief_folder(out: Path, work: Path) -> None:
+    """Copy the chief's journal, checkpoints and trained files at ``out`` into ``work``."""
+    if not (out / JOURNAL).is_file():
+        raise AvscError(f"{out}: no interrupted run to resume; a worker other than the chief "
+                        "resumes from the chief's journal and checkpoints, so --out must be "
+                        "the chief's folder (shared) on every worker")
+    for name in RUN_FOLDERS:
+        if (out / name).is_dir():
+            shutil.copytree(out / name, work / name)
 
 
 def _preflight(config: TrainConfig, devices: Sequence[str] | int | None,
@@ -455,8 +502,8 @@ def _run(
 
     parts = _parts(config)
     joint = config.strategy == "joint"
-    kinds = tuple(dict.fromkeys(f for m, f in parts.values() if m == "audio"))
-    frames = any(m == "visual" for m, _ in parts.values())
+    kinds = tuple(dict.fromkeys(f for m, f in parts.values() if m == AUDIO))
+    frames = any(m == VISUAL for m, _ in parts.values())
     preparation = prepare_clips(
         dataset.clips,
         media,
@@ -476,23 +523,24 @@ def _run(
     val = [c for c in clips if c.clip.split == "val"]
     check_prepared(data, dataset, train, config, parts)
 
+    from avsc_core.train.stage import RunContext
+
+    context = RunContext(out, state, config, tuple(classes), distribution, media, features,
+                         progress, cancel)
     if joint:
         from avsc_core.train.joint import train_joint
 
-        backbone_files, head_files = train_joint(
-            train, val, classes, config, media, features, out, state, distribution,
-            progress, cancel,
-        )
-        embeddings = _cached_embeddings(out, state, backbone_files, clips, parts, progress,
-                                        cancel)
+        backbone_files, head_files = train_joint(context, train, val)
+        embeddings = _cached_embeddings(context, backbone_files, clips, parts)
     else:
-        trained = _train_two_phase(
-            train, val, clips, classes, config, media, features, out, state, distribution,
-            parts, phases, progress, cancel,
-        )
+        trained = _train_two_phase(context, train, val, clips, parts, phases)
         if trained is None:
             return out
         backbone_files, head_files, embeddings = trained
+    if not is_chief():
+        # Training is the work the workers share (in step); calibration, metrics and the
+        # manifest are the chief's alone.
+        return out
 
     from avsc_core.train.calibrate import calibrate
 
@@ -515,29 +563,28 @@ def _run(
         parts,
         trust,
     )
-    shutil.rmtree(out / "training" / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     (out / EMBEDDINGS_CACHE).unlink(missing_ok=True)
     return out
 
 
 def _cached_embeddings(
-    out: Path,
-    state: TrainState,
+    context: RunContext,
     backbone_files: dict[str, Path],
     clips: list[PreparedClip],
     parts: dict[str, tuple[str, str]],
-    progress: ProgressCallback | None,
-    cancel: Callable[[], bool] | None,
 ):
     """Every segment's embeddings from the trained backbones, computed once per run."""
     from avsc_core.train.phase2 import Embeddings, compute_embeddings
 
-    cache_file = out / EMBEDDINGS_CACHE
+    state, progress, cancel = context.state, context.progress, context.cancel
+    cache_file = context.out / EMBEDDINGS_CACHE
     step = state.step(EMBEDDINGS_STEP)
     if step.finished and cache_file.exists():
         return Embeddings.load(cache_file)
     embeddings = compute_embeddings(
-        backbone_files, clips, progress, cancel, {n: f for n, (_, f) in parts.items()}
+        {name: (path, parts[name][1]) for name, path in backbone_files.items()},
+        clips, progress, cancel,
     )
     embeddings.save(cache_file)
     step.finished = True
@@ -546,12 +593,11 @@ def _cached_embeddings(
 
 
 def _parts(config: TrainConfig) -> dict[str, tuple[str, str]]:
-    """``{backbone: (modality, feature)}`` of the model ``config`` trains."""
-    if config.strategy == "joint":
-        from avsc_core.train.joint import joint_parts
-
-        return joint_parts(config)
-    return {b: (backbone_spec(b).modality, backbone_spec(b).feature) for b in config.backbones}
+    """``{backbone: (modality, feature)}`` of the model ``config`` trains, from the
+    registry (the joint acoustic encoder takes ``config.joint_feature``)."""
+    names = (JOINT_AUDIO, JOINT_VISUAL) if config.strategy == "joint" else config.backbones
+    entries = [backbone_entry(name) for name in names]
+    return {e.name: (e.modality, e.feature_in(config.joint_feature)) for e in entries}
 
 
 def _check_settings(config: TrainConfig) -> None:
@@ -574,69 +620,37 @@ def _check_settings(config: TrainConfig) -> None:
 
 
 def _train_two_phase(
+    context: RunContext,
     train: list[PreparedClip],
     val: list[PreparedClip],
     clips: list[PreparedClip],
-    classes: list[str],
-    config: TrainConfig,
-    media: MediaConfig,
-    features: FeatureConfig,
-    out: Path,
-    state: TrainState,
-    distribution,
     parts: dict[str, tuple[str, str]],
     phases: Sequence[str],
-    progress: ProgressCallback | None,
-    cancel: Callable[[], bool] | None,
 ):
     """Phase I and Phase II: backbone files, head files and the embeddings the heads were
     trained on; ``None`` when ``phases`` stops after Phase I."""
     from avsc_core.train.phase1 import train_backbone
 
+    config, state = context.config, context.state
     backbone_files = {}
     for name in config.backbones:
         if "1" in phases or state.step(phase1_step(name)).finished:
-            backbone_files[name] = train_backbone(
-                name,
-                train,
-                val,
-                classes,
-                config,
-                media,
-                features,
-                out,
-                state,
-                distribution,
-                progress,
-                cancel,
-            )
+            backbone_files[name] = train_backbone(context, name, train, val)
     if "2" not in phases:
         return None
     missing = [b for b in config.backbones if b not in backbone_files]
     if missing:
-        raise AvscError(f"{out}: Phase I is not finished for {', '.join(missing)}")
+        raise AvscError(f"{context.out}: Phase I is not finished for {', '.join(missing)}")
 
     from avsc_core.train.phase2 import head_inputs, train_head
 
-    embeddings = _cached_embeddings(out, state, backbone_files, clips, parts, progress, cancel)
+    embeddings = _cached_embeddings(context, backbone_files, clips, parts)
     head_files = {}
     for head in HEADS:
         inputs = head_inputs(head, embeddings.backbones())
         if not inputs:
             continue
-        path = train_head(
-            head,
-            inputs,
-            embeddings,
-            clips,
-            classes,
-            config,
-            out,
-            state,
-            distribution,
-            progress,
-            cancel,
-        )
+        path = train_head(context, head, inputs, embeddings, clips)
         if path is not None:
             head_files[head] = (path, inputs)
     return backbone_files, head_files, embeddings

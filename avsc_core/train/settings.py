@@ -6,12 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from avsc_core.config import _Settings
+from avsc_core.backbones import AUDIO, TWO_PHASE_BACKBONES, VISUAL, modality_of
+from avsc_core.config import FEATURE_KINDS, _Settings
 
 STRATEGIES = ("two-phase", "joint")
 FUSIONS = ("f1", "f2", "f3", "f4", "f5", "f6")
-ALL_BACKBONES = ("aud-mel", "aud-gam", "aud-cqt", "vis-inc", "vis-conv")
-SPECTROGRAMS = ("mel", "gam", "cqt")
+ALL_BACKBONES = TWO_PHASE_BACKBONES
+SPECTROGRAMS = FEATURE_KINDS
 JOINT_IMAGE_MODELS = ("convnext_tiny", "inception_v3")
 JOINT_BATCH = 8
 LR_SCHEDULES = ("cosine", "constant")
@@ -25,11 +26,6 @@ LEGACY_SETTINGS: dict[str, Any] = {
     "patience": 0,
     "precision": "float32",
 }
-
-
-def backbone_modality(name: str) -> str:
-    """``"audio"`` or ``"visual"``: what a two-phase backbone learns from."""
-    return "audio" if name.startswith("aud-") else "visual"
 
 
 @dataclass(frozen=True)
@@ -202,7 +198,7 @@ class TrainConfig(_Settings):
 
     def backbone_epochs(self, name: str) -> int:
         """The epochs Phase I backbone ``name`` trains for."""
-        if backbone_modality(name) == "visual" and self.visual_epochs:
+        if modality_of(name) == VISUAL and self.visual_epochs:
             return self.visual_epochs
         return self.phase1_epochs
 
@@ -211,11 +207,11 @@ class TrainConfig(_Settings):
         """Two-phase audio backbones trained (none for joint optimisation)."""
         if self.strategy == "joint":
             return ()
-        return tuple(b for b in self.backbones if backbone_modality(b) == "audio")
+        return tuple(b for b in self.backbones if modality_of(b) == AUDIO)
 
     @property
     def visual_backbones(self) -> tuple[str, ...]:
         """Two-phase visual backbones trained (none for joint optimisation)."""
         if self.strategy == "joint":
             return ()
-        return tuple(b for b in self.backbones if backbone_modality(b) == "visual")
+        return tuple(b for b in self.backbones if modality_of(b) == VISUAL)

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from avsc_core.atomic import write_json
+from avsc_core.backbones import BRANCHES
 from avsc_core.bundle.manifest import MANIFEST
 from avsc_core.errors import AvscError
 
 STATE_VERSION = 1
 # Where a run folder keeps its journal.
 JOURNAL = Path("training") / "state.json"
+# Where it keeps the per-epoch checkpoints of its steps (removed once the bundle is written).
+CHECKPOINTS = Path("training") / "checkpoints"
 # The share of each class a new run holds out for validation, and for testing, when the
 # data does not split itself; the journal records the fractions a run was started with.
 # Defined here rather than in run.py so that the app reads it without loading TensorFlow.
@@ -36,8 +39,8 @@ DEFAULT_FRACTION = 0.15
 PHASE1 = "phase1"
 PHASE2 = "phase2"
 JOINT_STEP = "joint"
-# The Phase II heads, in the order they are trained.
-HEADS = ("audio", "visual", "fused")
+# The Phase II heads, in the order they are trained: one per branch of the answer.
+HEADS = BRANCHES
 _SEPARATOR = ":"
 # How journals before the common spelling separated Phase I steps' parts.
 _OLD_PHASE1_PREFIX = f"{PHASE1}/"
@@ -81,7 +84,7 @@ class StepFiles:
     def of(cls, workdir: Path, step: str) -> StepFiles:
         """The files of journal step ``step`` (``"phase1:<backbone>"``, ``"phase2:<head>"``)."""
         phase, model = step_parts(step)
-        checkpoints = workdir / "training" / "checkpoints"
+        checkpoints = workdir / CHECKPOINTS
         if phase == PHASE1:
             folder, prefix = workdir / "backbones", ""
         else:
@@ -180,7 +183,7 @@ class StepSummary:
         The step is done; a resumed run skips it.
     history : tuple of dict
         One entry per completed epoch: ``epoch`` and its metrics (``loss``,
-        ``accuracy``, ``val_loss``, ...; see :func:`~avsc_core.train.history.epoch_metric`).
+        ``accuracy``, ``val_loss``, ...; see :func:`~avsc_core.bundle.history.epoch_metric`).
     """
 
     epochs_done: int

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from avsc_core.models import scene_loss
+from avsc_core.train.distribute import is_multi_worker
 from avsc_core.train.pipeline import StoredForm, mixup
 
 
@@ -67,11 +68,31 @@ class DeviceTrainer(keras.Model):
         x = _to_float32(x)
         if self._mixup_alpha > 0:
             x, y = self._mixup(x, y)
-        return super().train_step((x, y))
+        return self._reducible(super().train_step((x, y)))
 
     def test_step(self, data):
         x, y = data
-        return super().test_step((_to_float32(x), y))
+        return self._reducible(super().test_step((_to_float32(x), y)))
+
+    def _reducible(self, logs):
+        # With several workers Keras averages a step's figures over the replicas along
+        # their first axis, which a scalar lacks (keras-team/keras#20585): one replica's
+        # figure becomes a vector of one. Epoch figures are read from the metrics.
+        if not is_multi_worker(self.distribute_strategy):
+            return logs
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [-1]), logs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras learns the batch's shapes from the first batch averaged over the replicas:
+        # with several workers that is a collective over a whole batch, and one that fails
+        # on a batch of several tensors (keras-team/keras#20585). One replica's batch has
+        # the shapes as well.
+        if iterator is not None and is_multi_worker(self.distribute_strategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(_one_replica, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _mixup(self, x, y):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -83,6 +104,13 @@ class DeviceTrainer(keras.Model):
             x, mixed = mixup(x, y[first], self._mixup_alpha, key)
             return x, {name: mixed for name in y}
         return mixup(x, y, self._mixup_alpha, key)
+
+
+def _one_replica(value):
+    """The first local replica's part of a distributed value (the value itself otherwise)."""
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
 
 
 def _to_float32(x):

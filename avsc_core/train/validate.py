@@ -11,14 +11,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from avsc_core.backbones import AUDIO, VISUAL, modality_of
 from avsc_core.datasets import Dataset
 from avsc_core.errors import AvscError
-from avsc_core.train.prepare import PreparedClip
-from avsc_core.train.settings import ALL_BACKBONES, TrainConfig, backbone_modality
+from avsc_core.features.prepare import PreparedClip
+from avsc_core.train.settings import ALL_BACKBONES, TrainConfig
 
 # A network learns to tell scenes apart only from clips of at least this many of them.
 MIN_CLASSES = 2
-_WORDS = {"audio": "sound", "visual": "pictures"}
+_WORDS = {AUDIO: "sound", VISUAL: "pictures"}
 
 
 def check_classes(dataset: Dataset) -> None:
@@ -77,8 +78,8 @@ def check_prepared(
                 f"{_clips(expected[name])} could not be used; the dataset check above says why)"
             )
     having = {
-        "audio": {c.clip.label for c in train if c.has_audio},
-        "visual": {c.clip.label for c in train if c.has_video},
+        AUDIO: {c.clip.label for c in train if c.has_audio},
+        VISUAL: {c.clip.label for c in train if c.has_video},
     }
     if config.strategy == "joint":
         both = {c.clip.label for c in train if c.has_audio and c.has_video}
@@ -122,7 +123,7 @@ def _coverage(labels: Iterable[str], word: str) -> str:
 
 
 def _usable(having: Mapping[str, set[str]], backbones: Iterable[str]) -> list[str]:
-    return [b for b in backbones if len(having[backbone_modality(b)]) >= MIN_CLASSES]
+    return [b for b in backbones if len(having[modality_of(b)]) >= MIN_CLASSES]
 
 
 def _backbones_instead(having: Mapping[str, set[str]], config: TrainConfig) -> str:

@@ -1,6 +1,7 @@
 """Decoding every clip of a dataset once, into the feature cache.
 
-Training reads spectrograms and frames from the cache entry by entry, so RAM stays
+Training, evaluation and ``avsc adapt`` prepare their clips here; training reads
+spectrograms and frames from the cache entry by entry, so RAM stays
 bounded whatever the dataset size. Clips whose entries are all there are found without
 reading their media (the cache's key index); the others are prepared in worker processes,
 one per core by default (started with ``spawn``: TensorFlow must never be forked), after a

@@ -33,6 +33,12 @@ import numpy as np
 from avsc_core.errors import AvscError
 from avsc_core.quiet import quiet_stderr
 
+FORMATS = ("tflite", "onnx")
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+
+# ``Predictor(runtime="auto")`` takes the first of these the bundle has: fastest first.
+AUTO_ORDER = ("tflite-int8", "tflite-fp32", "onnx-fp32")
+
 
 def default_threads() -> int:
     """The CPU cores this process may use."""

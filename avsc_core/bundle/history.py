@@ -1,4 +1,4 @@
-"""Reading per-epoch metrics, whatever model wrote them (no TensorFlow here).
+"""Reading the per-epoch metrics a bundle and a training journal record (no TensorFlow here).
 
 A backbone or fusion head logs ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``; a
 joint model has three outputs and logs its fused output's accuracy as
