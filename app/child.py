@@ -166,8 +166,8 @@ def train(job: TrainJob, *, send: Send, cancel: Cancel) -> dict[str, Any]:
         _make_sample_data(job, send, cancel)
     out = train_model(
         job.data, job.out, job.config, layout=job.layout, resume=job.resume,
-        cache_dir=job.cache_dir, progress=lambda event: send("progress", event),
-        cancel=cancel,
+        jobs=job.jobs or None, cache_dir=job.cache_dir,
+        progress=lambda event: send("progress", event), cancel=cancel,
     )
     from app.evaluation import clip_predictions
 

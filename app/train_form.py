@@ -3,9 +3,13 @@
 :class:`TrainForm` holds what the wizard's dataset and settings pages show;
 :func:`form_to_config` turns it into the :class:`~avsc_core.train.TrainConfig` and the
 :class:`RunOptions` of a training job, :func:`config_to_form` fills it from a config (the
-last one used, kept in the app's settings). :func:`with_preset` and :func:`with_strategy`
-are what the form does when the user picks another preset or strategy. The choices it
-offers come from the core.
+last one used, kept in the app's settings: :func:`saved_settings`, :func:`saved_form`).
+:func:`with_preset` and :func:`with_strategy` are what the form does when the user picks
+another preset or strategy. The choices it offers come from the core.
+
+The mapping goes by name: a form field is a :class:`~avsc_core.train.TrainConfig` field
+or a :class:`RunOptions` field of the same name, so offering one more setting in the
+wizard is one more field here (and its widget).
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from avsc_core.datasets import LAYOUTS
-from avsc_core.train.settings import JOINT_BATCH, TrainConfig
+from avsc_core.train.settings import (
+    JOINT_BATCH,
+    JOINT_IMAGE_MODELS,
+    LR_SCHEDULES,
+    PRECISIONS,
+    SPECTROGRAMS,
+    TrainConfig,
+)
 from avsc_core.train.state import DEFAULT_FRACTION
 
 # "auto" asks load_dataset to detect the layout.
@@ -24,15 +35,26 @@ LAYOUT_CHOICES = ("auto", *LAYOUTS)
 # The app trains on laptops more often than on GPU machines: the tiny preset comes first.
 PRESET_CHOICES = ("tiny", "paper")
 WEIGHT_CHOICES = ("imagenet", "none")
+SCHEDULE_CHOICES = LR_SCHEDULES
+PRECISION_CHOICES = PRECISIONS
+JOINT_FEATURE_CHOICES = SPECTROGRAMS
+IMAGE_MODEL_CHOICES = JOINT_IMAGE_MODELS
 SPLIT_NOTE = (
     f"Without a split column or fold files, {DEFAULT_FRACTION:.0%} of each class is kept "
     f"for validation and {DEFAULT_FRACTION:.0%} for the final test."
 )
+_JOINT_ONLY = frozenset({"joint_epochs", "joint_feature", "joint_image_model",
+                         "joint_visual_stages", "joint_freeze_visual"})
 # The form fields each strategy ignores; the wizard greys them out.
 _UNUSED = {
-    "two-phase": frozenset({"joint_epochs"}),
-    "joint": frozenset({"fusion", "backbones", "phase1_epochs", "phase2_epochs"}),
+    "two-phase": _JOINT_ONLY,
+    "joint": frozenset({"fusion", "backbones", "phase1_epochs", "visual_epochs",
+                        "phase2_epochs"}),
 }
+# What a preset change keeps; every other setting takes the new preset's default.
+_KEPT_BY_PRESET = ("strategy", "fusion", "backbones")
+# The run options the app remembers with the settings (not the dataset or the folder).
+_REMEMBERED = ("jobs",)
 
 
 @dataclass(frozen=True)
@@ -40,7 +62,8 @@ class TrainForm:
     """The values of the wizard's form, as the user set them.
 
     The settings fields are :class:`~avsc_core.train.TrainConfig`'s fields of the same
-    names; the rest of a config comes from the preset's defaults.
+    names (the rest of a config comes from the preset's defaults); the others are
+    :class:`RunOptions`' fields.
 
     Attributes
     ----------
@@ -52,6 +75,8 @@ class TrainForm:
         The bundle folder to write.
     resume : bool
         Continue the interrupted run at ``out`` instead of starting one.
+    jobs : int
+        Processes decoding clips into the cache; 0 for one per core.
     """
 
     preset: str
@@ -59,17 +84,31 @@ class TrainForm:
     fusion: str
     backbones: tuple[str, ...]
     phase1_epochs: int
+    visual_epochs: int
     phase2_epochs: int
     joint_epochs: int
     batch_size: int
     visual_weights: str
+    patience: int
+    audio_lr: float
+    visual_lr: float
+    lr_schedule: str
+    warmup_fraction: float
+    precision: str
+    joint_feature: str
+    joint_image_model: str
+    joint_visual_stages: int
+    joint_freeze_visual: bool
     data: str = ""
     layout: str = "auto"
     out: str = ""
     resume: bool = False
+    jobs: int = 0
 
     def unused(self, name: str) -> bool:
-        """Whether field ``name`` has no effect under this form's strategy."""
+        """Whether field ``name`` has no effect with this form's other settings."""
+        if name == "warmup_fraction" and self.lr_schedule == "constant":
+            return True
         return name in _UNUSED[self.strategy]
 
 
@@ -78,10 +117,22 @@ class RunOptions:
     """What a training job needs besides its :class:`~avsc_core.train.TrainConfig`
     (the fields of :class:`~app.training.TrainJob` of the same names)."""
 
-    data: str
-    out: str
-    layout: str
-    resume: bool
+    data: str = ""
+    out: str = ""
+    layout: str = "auto"
+    resume: bool = False
+    jobs: int = 0
+
+
+def _names(kind: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(kind))
+
+
+def _shared(source: Any, kind: type) -> dict[str, Any]:
+    """``source``'s fields that ``kind`` has too, by name."""
+    names = _names(kind)
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(source)
+            if f.name in names}
 
 
 def form_to_config(form: TrainForm) -> tuple[TrainConfig, RunOptions]:
@@ -92,36 +143,17 @@ def form_to_config(form: TrainForm) -> tuple[TrainConfig, RunOptions]:
     ValueError
         Settings no run can have (no backbone chosen, an unknown preset).
     """
-    config = TrainConfig.for_preset(
-        form.preset,
-        strategy=form.strategy,
-        fusion=form.fusion,
-        backbones=form.backbones,
-        phase1_epochs=form.phase1_epochs,
-        phase2_epochs=form.phase2_epochs,
-        joint_epochs=form.joint_epochs,
-        batch_size=form.batch_size,
-        visual_weights=form.visual_weights.strip() or "none",
-    )
-    options = RunOptions(form.data.strip(), form.out.strip(), form.layout, form.resume)
+    settings = _shared(form, TrainConfig)
+    settings["visual_weights"] = settings["visual_weights"].strip() or "none"
+    config = TrainConfig.for_preset(settings.pop("preset"), **settings)
+    options = RunOptions(**_shared(form, RunOptions))
+    options = dataclasses.replace(options, data=options.data.strip(), out=options.out.strip())
     return config, options
 
 
 def config_to_form(config: TrainConfig, options: RunOptions | None = None) -> TrainForm:
     """The form showing ``config`` (and ``options``, else no dataset and no folder yet)."""
-    where = {} if options is None else dataclasses.asdict(options)
-    return TrainForm(
-        preset=config.preset,
-        strategy=config.strategy,
-        fusion=config.fusion,
-        backbones=config.backbones,
-        phase1_epochs=config.phase1_epochs,
-        phase2_epochs=config.phase2_epochs,
-        joint_epochs=config.joint_epochs,
-        batch_size=config.batch_size,
-        visual_weights=config.visual_weights,
-        **where,
-    )
+    return TrainForm(**_shared(config, TrainForm), **_shared(options or RunOptions(), TrainForm))
 
 
 def default_form() -> TrainForm:
@@ -129,29 +161,48 @@ def default_form() -> TrainForm:
     return config_to_form(TrainConfig.for_preset(PRESET_CHOICES[0]))
 
 
+def saved_settings(form: TrainForm) -> dict[str, Any]:
+    """What the app remembers of ``form`` (``AppSettings.training``): its config, and the
+    run options that belong to the machine rather than to one run.
+
+    Raises
+    ------
+    ValueError
+        As :func:`form_to_config`.
+    """
+    config, options = form_to_config(form)
+    return {**config.to_dict(), **{name: getattr(options, name) for name in _REMEMBERED}}
+
+
 def saved_form(saved: Mapping[str, Any]) -> TrainForm:
-    """The form of the last training started in the app (``AppSettings.training``); the
-    defaults when there is none, or when another version wrote it."""
+    """The form of the last training started in the app (:func:`saved_settings`); the
+    defaults when there is none, or when another version wrote it. A setting it lacks (it
+    was saved before the wizard offered it) takes its preset's default."""
     if not saved:
         return default_form()
     try:
-        return config_to_form(TrainConfig.from_dict(dict(saved)))
+        saved = dict(saved)
+        defaults = TrainConfig.for_preset(saved.get("preset", PRESET_CHOICES[0]),
+                                          strategy=saved.get("strategy"))
+        config = TrainConfig.from_dict({**defaults.to_dict(), **saved})
     except (TypeError, ValueError):
         return default_form()
+    fallback = RunOptions()
+    remembered = {}
+    for name in _REMEMBERED:
+        value, default = saved.get(name), getattr(fallback, name)
+        fits = type(value) is type(default) and (not isinstance(value, int) or value >= 0)
+        remembered[name] = value if fits else default
+    return config_to_form(config, RunOptions(**remembered))
 
 
 def with_preset(form: TrainForm, preset: str) -> TrainForm:
-    """``form`` after choosing ``preset``: its epochs, batch size and weights, the rest kept."""
+    """``form`` after choosing ``preset``: its defaults, but for the strategy, the fusion
+    and the backbones chosen (and the dataset, the folder and the run options)."""
     defaults = TrainConfig.for_preset(preset, strategy=form.strategy)
+    kept = {name: getattr(form, name) for name in _KEPT_BY_PRESET}
     return dataclasses.replace(
-        form,
-        preset=preset,
-        phase1_epochs=defaults.phase1_epochs,
-        phase2_epochs=defaults.phase2_epochs,
-        joint_epochs=defaults.joint_epochs,
-        batch_size=defaults.batch_size,
-        visual_weights=defaults.visual_weights,
-    )
+        config_to_form(defaults, RunOptions(**_shared(form, RunOptions))), **kept)
 
 
 def with_strategy(form: TrainForm, strategy: str) -> TrainForm:
@@ -159,4 +210,3 @@ def with_strategy(form: TrainForm, strategy: str) -> TrainForm:
     segments, since each brings all its frames."""
     batch = min(form.batch_size, JOINT_BATCH) if strategy == "joint" else form.batch_size
     return dataclasses.replace(form, strategy=strategy, batch_size=batch)
-

@@ -73,6 +73,8 @@ class TrainJob:
         Generate this synthetic dataset at ``data`` first.
     cache_dir : str or None
         The feature cache folder (the app setting; the default folder when None).
+    jobs : int
+        Processes decoding clips into the cache; 0 for one per core.
     """
 
     data: str
@@ -82,6 +84,7 @@ class TrainJob:
     resume: bool = False
     sample: SampleSpec | None = None
     cache_dir: str | None = None
+    jobs: int = 0
 
 
 def sample_job(data_dir: Path, models_dir: Path, stamp: str,

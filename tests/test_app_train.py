@@ -199,3 +199,62 @@ def test_back_during_the_dataset_check_cancels_it(qtbot, window, tiny_dataset, m
     qtbot.waitUntil(lambda: not view.check_page.task.running, timeout=5_000)
     assert view.page == 0 and view.check_page.report is None
     assert len(probed) < 10  # it stopped before the last file
+
+
+def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, monkeypatch):
+    view = window.train_view
+    settings = view.settings_page
+    advanced = settings.advanced.widgets
+    settings.preset_combo.setCurrentText("paper")
+    paper = TrainConfig.for_preset("paper")
+    assert advanced["visual_epochs"].value() == paper.visual_epochs
+    assert advanced["lr_schedule"].currentText() == "cosine"
+    # Joint options are greyed out for two-phase training, the warm-up for a constant rate.
+    assert not advanced["joint_image_model"].isEnabled()
+    assert advanced["warmup_fraction"].isEnabled()
+    advanced["lr_schedule"].setCurrentText("constant")
+    assert not advanced["warmup_fraction"].isEnabled()
+    advanced["lr_schedule"].setCurrentText("cosine")
+    advanced["visual_epochs"].setValue(4)
+    advanced["patience"].setValue(3)
+    advanced["audio_lr"].setValue(5e-4)
+    advanced["visual_lr"].setValue(2e-5)
+    advanced["warmup_fraction"].setValue(0.1)
+    advanced["precision"].setCurrentText("mixed")
+    advanced["jobs"].setValue(2)
+    settings.out_edit.setText("/nowhere/model")
+    jobs = []
+    monkeypatch.setattr(view, "start", jobs.append)  # no training process
+    view.start_from_settings()
+    (job,) = jobs
+    assert (job.config.preset, job.config.visual_epochs, job.config.patience,
+            job.config.audio_lr, job.config.visual_lr, job.config.warmup_fraction,
+            job.config.precision, job.jobs) == ("paper", 4, 3, 5e-4, 2e-5, 0.1, "mixed", 2)
+    assert job.out == "/nowhere/model"
+
+    # The joint options, once joint optimisation is chosen.
+    settings.strategy_combo.setCurrentText("joint")
+    assert advanced["joint_image_model"].isEnabled() and not advanced["visual_epochs"].isEnabled()
+    advanced["joint_image_model"].setCurrentText("inception_v3")
+    advanced["joint_visual_stages"].setValue(5)
+    advanced["joint_freeze_visual"].setChecked(True)
+    advanced["joint_feature"].setCurrentText("gam")
+    config, _ = form_to_config(view.form())
+    assert (config.strategy, config.joint_image_model, config.joint_visual_stages,
+            config.joint_freeze_visual, config.joint_feature, config.patience) == (
+        "joint", "inception_v3", 5, True, "gam", 3)
+
+    # A new window shows the settings of the last training started.
+    again = MainWindow(AppSettings.load())
+    qtbot.addWidget(again)
+    remembered = again.train_view.settings_page.advanced.widgets
+    assert (remembered["visual_epochs"].value(), remembered["patience"].value(),
+            remembered["precision"].currentText(), remembered["jobs"].value()) == (
+        4, 3, "mixed", 2)
+    # A preset change puts back the preset's defaults; the processes are the machine's.
+    again.train_view.settings_page.preset_combo.setCurrentText("tiny")
+    tiny = TrainConfig.for_preset("tiny")
+    assert (remembered["visual_epochs"].value(), remembered["patience"].value(),
+            remembered["lr_schedule"].currentText(), remembered["audio_lr"].value(),
+            remembered["jobs"].value()) == (tiny.visual_epochs, tiny.patience,
+                                            tiny.lr_schedule, tiny.audio_lr, 2)

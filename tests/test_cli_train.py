@@ -112,3 +112,73 @@ def test_joint_strategy_refuses_phase_options(tiny_dataset, tmp_path, capsys):
                  "--strategy", "joint", "--phase1-epochs", "3"])
     assert code == 1
     assert "one phase" in capsys.readouterr().err
+
+
+def _train_parser():
+    from avsc_core.cli.main import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    return parser, subparsers.choices["train"]
+
+
+def test_every_setting_has_the_option_of_its_name():
+    import dataclasses
+
+    from avsc_core.train import TrainConfig
+
+    _, train = _train_parser()
+    options = {a.dest: a.option_strings for a in train._actions}
+    for field in dataclasses.fields(TrainConfig):
+        assert field.name in options, field.name
+        assert "--" + field.name.replace("_", "-") in options[field.name], field.name
+
+
+def test_the_options_go_to_the_config_by_name(tmp_path):
+    from avsc_core.cli.train import _given_settings
+    from avsc_core.train import TrainConfig
+
+    parser, _ = _train_parser()
+    args = parser.parse_args([
+        "train", str(tmp_path), "--out", str(tmp_path / "m"), "--strategy", "joint",
+        "--joint-epochs", "4", "--lr-schedule", "constant", "--warmup-fraction", "0.1",
+        "--precision", "auto", "--fusion-lr", "0.02", "--mixup-alpha", "0.2",
+        "--joint-feature", "gam", "--joint-image-model", "inception_v3",
+        "--joint-visual-stages", "5", "--joint-freeze-visual", "--joint-branch-weight", "0.5",
+        "--backbones", "aud-mel, vis-inc", "--seed", "3"])
+    given = _given_settings(args)
+    assert given == {
+        "strategy": "joint", "joint_epochs": 4, "lr_schedule": "constant",
+        "warmup_fraction": 0.1, "precision": "auto", "fusion_lr": 0.02, "mixup_alpha": 0.2,
+        "joint_feature": "gam", "joint_image_model": "inception_v3",
+        "joint_visual_stages": 5, "joint_freeze_visual": True, "joint_branch_weight": 0.5,
+        "backbones": ("aud-mel", "vis-inc"), "seed": 3}
+    config = TrainConfig.for_preset("paper", **given)
+    assert all(getattr(config, name) == value for name, value in given.items())
+    # Options not given stay unset, so that --resume tells them from the defaults.
+    bare = parser.parse_args(["train", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert _given_settings(bare) == {}
+
+
+def test_the_earlier_joint_option_names_still_work(tmp_path):
+    from avsc_core.cli.train import _given_settings
+
+    parser, _ = _train_parser()
+    args = parser.parse_args(["train", str(tmp_path), "--out", str(tmp_path / "m"),
+                              "--image-model", "inception_v3", "--visual-stages", "2",
+                              "--freeze-visual"])
+    assert _given_settings(args) == {"joint_image_model": "inception_v3",
+                                     "joint_visual_stages": 2, "joint_freeze_visual": True}
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--warmup-fraction", "1"], "--warmup-fraction must be at least 0 and below 1"),
+    (["--fusion-lr", "0"], "--fusion-lr must be above 0"),
+    (["--mixup-alpha", "-1"], "--mixup-alpha must be at least 0"),
+    (["--joint-epochs", "0"], "--joint-epochs must be at least 1"),
+    (["--epochs", "2", "--joint-epochs", "3"], "give either --epochs or"),
+])
+def test_bad_new_option_values_name_the_option(tiny_dataset, tmp_path, capsys, option, words):
+    code = main(["train", str(tiny_dataset), "--out", str(tmp_path / "m"), *option])
+    assert code == 1
+    assert words in capsys.readouterr().err

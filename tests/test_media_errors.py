@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avsc_core.errors import MediaError
-from avsc_core.media import iter_segments, probe, read_audio, sample_frames
+from avsc_core.media import iter_frames_at, iter_segments, probe, read_audio, sample_frames
 
 
 def test_missing_file(tmp_path):
@@ -125,3 +125,64 @@ def test_a_name_too_long_to_exist_is_a_missing_file(tmp_path):
     csv_file.write_text("path,label\n" + "k" * 300 + ".mp4,park\n")
     with pytest.raises(AvscError, match="do not exist"):
         load_dataset(csv_file, "csv")
+
+
+class _DecodingFailsAfter:
+    """A PyAV container whose ``decode`` raises FFmpeg's error after ``keep`` frames, as
+    a file damaged part-way through does."""
+
+    def __init__(self, container, keep: int):
+        self._container = container
+        self._keep = keep
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def decode(self, *streams):
+        import av
+
+        for i, frame in enumerate(self._container.decode(*streams)):
+            if i == self._keep:
+                raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+            yield frame
+
+
+@pytest.fixture
+def decoding_fails_after(monkeypatch):
+    """``decoding_fails_after(keep)``: every file opened from now on breaks after ``keep``
+    decoded frames."""
+    import av
+
+    real_open = av.open
+
+    def set_keep(keep: int) -> None:
+        def failing_open(*args, **kwargs):
+            return _DecodingFailsAfter(real_open(*args, **kwargs), keep)
+
+        monkeypatch.setattr(av, "open", failing_open)
+
+    return set_keep
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+def test_decoding_cut_short_keeps_what_decoded(make_media, decoding_fails_after, kind):
+    path = make_media("cut.mkv", seconds=2.0, fps=10)
+    decoding_fails_after(5)
+    warnings: list[str] = []
+    if kind == "audio":
+        assert read_audio(path, warnings=warnings).shape[1] > 0
+    else:
+        assert len(list(iter_frames_at(path, [0.0, 1.5], size=32, warnings=warnings))) == 2
+    stopped = f"cut.mkv: {kind} decoding stopped early (not a media file, or the file is corrupt)"
+    assert warnings == [stopped]
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+def test_decoding_fails_before_anything_decoded(make_media, decoding_fails_after, kind):
+    path = make_media("broken.mkv", seconds=2.0, fps=10)
+    decoding_fails_after(0)
+    with pytest.raises(MediaError, match="broken.mkv: not a media file, or the file is corrupt"):
+        if kind == "audio":
+            read_audio(path)
+        else:
+            list(iter_frames_at(path, [0.0, 1.5], size=32))

@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+import app.train_form
 from app.train_form import (
     LAYOUT_CHOICES,
     SPLIT_NOTE,
     RunOptions,
+    TrainForm,
     config_to_form,
     default_form,
     form_to_config,
     saved_form,
+    saved_settings,
     with_preset,
     with_strategy,
 )
@@ -26,7 +29,12 @@ from avsc_core.train.settings import JOINT_BATCH
 from avsc_core.train.state import DEFAULT_FRACTION
 
 REPO = Path(__file__).resolve().parents[1]
-WHERE = RunOptions(data="data", out="models/m", layout="folders", resume=True)
+WHERE = RunOptions(data="data", out="models/m", layout="folders", resume=True, jobs=3)
+# The advanced settings, most of them away from the presets' defaults.
+ADVANCED = {"visual_epochs": 4, "patience": 3, "audio_lr": 5e-4, "visual_lr": 2e-5,
+            "lr_schedule": "cosine", "warmup_fraction": 0.1, "precision": "mixed",
+            "joint_feature": "cqt", "joint_image_model": "inception_v3",
+            "joint_visual_stages": 5, "joint_freeze_visual": True}
 
 
 def test_the_form_loads_neither_qt_nor_tensorflow():
@@ -62,12 +70,47 @@ def test_layouts_and_split_defaults_come_from_the_core():
                            backbones=("vis-inc",)),
     TrainConfig.for_preset("tiny", strategy="joint", joint_epochs=4),
     TrainConfig.for_preset("paper", strategy="joint", joint_epochs=7, batch_size=2),
+    TrainConfig.for_preset("tiny", **ADVANCED),
+    TrainConfig.for_preset("paper", strategy="joint", **ADVANCED),
+    TrainConfig.for_preset("paper", lr_schedule="constant", warmup_fraction=0.0,
+                           patience=0, precision="float32", visual_epochs=0),
 ])
 def test_a_config_the_form_can_show_comes_back_unchanged(config):
     form = config_to_form(config, WHERE)
-    assert (form.data, form.out, form.layout, form.resume) == ("data", "models/m", "folders",
-                                                                True)
+    assert (form.data, form.out, form.layout, form.resume, form.jobs) == (
+        "data", "models/m", "folders", True, 3)
     assert form_to_config(form) == (config, WHERE)
+    # Every field of the form went across: none kept a value of its own.
+    for field in dataclasses.fields(TrainForm):
+        source = config if hasattr(config, field.name) else WHERE
+        assert getattr(form, field.name) == getattr(source, field.name), field.name
+
+
+def test_every_form_field_is_a_setting_or_a_run_option_and_a_cli_option():
+    from avsc_core.cli.main import build_parser
+
+    settings = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = {f.name for f in dataclasses.fields(RunOptions)}
+    form = {f.name for f in dataclasses.fields(TrainForm)}
+    assert not settings & options
+    assert form == (form & settings) | options
+    # What the wizard sets, `avsc train` sets too, under the same name.
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    train = {action.dest for action in commands.choices["train"]._actions}
+    assert form <= train, form - train
+
+
+def test_a_setting_added_to_the_form_maps_without_code(monkeypatch):
+    # A config field the form does not show yet: a form with one more field carries it.
+    assert "mixup_alpha" not in {f.name for f in dataclasses.fields(TrainForm)}
+    wider = dataclasses.make_dataclass("WiderForm", [("mixup_alpha", float, 0.0)],
+                                       bases=(TrainForm,), frozen=True)
+    monkeypatch.setattr(app.train_form, "TrainForm", wider)
+    form = config_to_form(TrainConfig.for_preset("tiny", mixup_alpha=0.25))
+    assert isinstance(form, wider) and form.mixup_alpha == 0.25
+    config, _ = form_to_config(dataclasses.replace(form, mixup_alpha=0.75))
+    assert config.mixup_alpha == 0.75
+    assert saved_form(saved_settings(form)).mixup_alpha == 0.25
 
 
 def test_the_joint_settings_map_both_ways():
@@ -83,13 +126,19 @@ def test_the_joint_settings_map_both_ways():
 
 
 def test_the_form_greys_out_what_the_strategy_ignores():
-    two_phase = default_form()
+    two_phase = with_preset(default_form(), "paper")
     joint = with_strategy(two_phase, "joint")
-    for name in ("fusion", "backbones", "phase1_epochs", "phase2_epochs"):
+    for name in ("fusion", "backbones", "phase1_epochs", "visual_epochs", "phase2_epochs"):
         assert not two_phase.unused(name) and joint.unused(name)
-    assert two_phase.unused("joint_epochs") and not joint.unused("joint_epochs")
-    for name in ("preset", "strategy", "batch_size", "visual_weights", "out"):
+    for name in ("joint_epochs", "joint_feature", "joint_image_model", "joint_visual_stages",
+                 "joint_freeze_visual"):
+        assert two_phase.unused(name) and not joint.unused(name)
+    for name in ("preset", "strategy", "batch_size", "visual_weights", "out", "patience",
+                 "audio_lr", "visual_lr", "lr_schedule", "warmup_fraction", "precision",
+                 "jobs"):
         assert not two_phase.unused(name) and not joint.unused(name)
+    # A constant rate has no warm-up.
+    assert dataclasses.replace(joint, lr_schedule="constant").unused("warmup_fraction")
 
 
 def test_choosing_a_strategy_keeps_a_joint_batch_small():
@@ -101,17 +150,20 @@ def test_choosing_a_strategy_keeps_a_joint_batch_small():
     assert with_strategy(joint, "two-phase").batch_size == JOINT_BATCH  # the user's value
 
 
-def test_choosing_a_preset_applies_its_epochs_batch_and_weights_only():
+def test_choosing_a_preset_applies_its_defaults_but_for_the_choice_of_networks():
     form = dataclasses.replace(default_form(), backbones=("aud-mel",), fusion="f1",
-                               phase1_epochs=3, out="m", resume=True)
+                               phase1_epochs=3, out="m", resume=True, jobs=2, **ADVANCED)
     paper = with_preset(form, "paper")
-    defaults = TrainConfig.for_preset("paper")
-    assert (paper.phase1_epochs, paper.phase2_epochs, paper.joint_epochs, paper.batch_size,
-            paper.visual_weights) == (defaults.phase1_epochs, defaults.phase2_epochs,
-                                      defaults.joint_epochs, defaults.batch_size,
-                                      defaults.visual_weights)
-    assert (paper.preset, paper.backbones, paper.fusion, paper.out, paper.resume) == (
-        "paper", ("aud-mel",), "f1", "m", True)
+    defaults = config_to_form(TrainConfig.for_preset("paper"))
+    for name in ("phase1_epochs", "phase2_epochs", "joint_epochs", "batch_size",
+                 "visual_weights", *ADVANCED):
+        assert getattr(paper, name) == getattr(defaults, name), name
+    assert (paper.preset, paper.backbones, paper.fusion, paper.out, paper.resume,
+            paper.jobs) == ("paper", ("aud-mel",), "f1", "m", True, 2)
+    # The tiny preset's recipe: constant rates, no early stopping, every epoch trained.
+    tiny = with_preset(paper, "tiny")
+    assert (tiny.lr_schedule, tiny.patience, tiny.visual_epochs, tiny.audio_lr) == (
+        "constant", 0, 0, TrainConfig.for_preset("tiny").audio_lr)
     joint = with_preset(with_strategy(form, "joint"), "paper")
     assert joint.batch_size == TrainConfig.for_preset("paper", strategy="joint").batch_size
 
@@ -139,3 +191,28 @@ def test_the_last_settings_fill_the_form_unless_unreadable():
     assert form_to_config(saved_form(config.to_dict()))[0] == config
     for saved in ({}, {"preset": "huge"}, {"phase1_epochs": "ten"}):
         assert saved_form(saved) == default_form()
+
+
+def test_the_advanced_settings_and_the_decoding_processes_are_remembered():
+    form = dataclasses.replace(with_preset(default_form(), "paper"), data="/d", out="/m",
+                               resume=True, jobs=3, **ADVANCED)
+    saved = saved_settings(form)
+    assert saved["jobs"] == 3 and "data" not in saved and "out" not in saved
+    assert saved_form(saved) == dataclasses.replace(form, data="", out="", resume=False)
+    # A damaged number of processes is dropped, not the settings.
+    assert saved_form({**saved, "jobs": -1}).jobs == 0
+    assert saved_form({**saved, "jobs": "4"}).patience == ADVANCED["patience"]
+
+
+def test_settings_saved_before_the_wizard_offered_a_setting_take_its_presets_default():
+    paper = TrainConfig.for_preset("paper")
+    old = {"preset": "paper", "strategy": "two-phase", "fusion": "f2",
+           "backbones": ["aud-mel", "vis-inc"], "phase1_epochs": 40, "phase2_epochs": 20,
+           "joint_epochs": 30, "batch_size": 16, "visual_weights": "imagenet"}
+    form = saved_form(old)
+    assert (form.fusion, form.backbones, form.phase1_epochs, form.batch_size) == (
+        "f2", ("aud-mel", "vis-inc"), 40, 16)
+    # Not the behaviour of the runs of that version (LEGACY_SETTINGS): the preset's recipe.
+    assert (form.visual_epochs, form.lr_schedule, form.patience, form.precision) == (
+        paper.visual_epochs, paper.lr_schedule, paper.patience, paper.precision)
+    assert form.jobs == 0

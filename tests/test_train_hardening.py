@@ -303,7 +303,7 @@ def test_unusable_paths_are_refused_at_once_without_tensorflow(tiny_dataset, tmp
 
 
 @pytest.mark.parametrize("option", [["--val-fraction", "1.5"], ["--jobs", "0"],
-                                    ["--visual-stages", "-2"], ["--audio-lr", "0"]])
+                                    ["--joint-visual-stages", "-2"], ["--audio-lr", "0"]])
 def test_bad_values_are_one_line(tiny_dataset, tmp_path, capsys, option):
     code, error = train(capsys, tiny_dataset, "--out", tmp_path / "m", *option)
     assert code == 1 and option[0] in error and option[1] in error

@@ -2,7 +2,7 @@
 
 :class:`DatasetPage` (what to train on), :class:`CheckPage` (the dataset check, in a
 thread), :class:`SettingsPage` (how to train, where to save: a
-:class:`~app.train_form.TrainForm`) and :class:`TrainPage` (the training process and its
+:class:`~app.train_form.TrainForm`, with its :class:`AdvancedSettings`) and :class:`TrainPage` (the training process and its
 live curves). The last page is :class:`~app._qt.train_results.ResultsPage`;
 :class:`~app._qt.train_view.TrainView` leads from one to the next.
 """
@@ -20,14 +20,18 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -42,8 +46,12 @@ from app.paths import models_dir
 from app.settings import AppSettings
 from app.timing import format_seconds
 from app.train_form import (
+    IMAGE_MODEL_CHOICES,
+    JOINT_FEATURE_CHOICES,
     LAYOUT_CHOICES,
+    PRECISION_CHOICES,
     PRESET_CHOICES,
+    SCHEDULE_CHOICES,
     SPLIT_NOTE,
     WEIGHT_CHOICES,
     TrainForm,
@@ -61,6 +69,8 @@ REFRESH_MS = 300
 SPLITS = ("train", "val", "test")
 MAX_EPOCHS = 1000
 MAX_BATCH = 4096
+MAX_JOBS = 256
+MAX_STAGES = 11  # InceptionV3's; ConvNeXtTiny has 4
 
 
 def _mono(widget: QWidget) -> None:
@@ -266,6 +276,108 @@ class CheckPage(QWidget):
         self.problems.setPlainText("\n".join(lines) or "No problems found.")
 
 
+def _value(widget: QWidget) -> Any:
+    """The value a settings widget shows, as the form holds it."""
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    return widget.value()  # a spin box
+
+
+def _show_value(widget: QWidget, value: Any) -> None:
+    if isinstance(widget, QCheckBox):
+        widget.setChecked(bool(value))
+    elif isinstance(widget, QComboBox):
+        widget.setCurrentText(str(value))
+    else:
+        widget.setValue(value)
+
+
+def _combo(choices: tuple[str, ...], tip: str = "") -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(choices)
+    combo.setToolTip(tip)
+    return combo
+
+
+def _rate(tip: str) -> QDoubleSpinBox:
+    """A learning-rate box: Adam rates from 1e-6 to 1."""
+    spin = QDoubleSpinBox()
+    spin.setDecimals(6)
+    spin.setRange(1e-6, 1.0)
+    spin.setSingleStep(1e-4)
+    spin.setToolTip(tip)
+    return spin
+
+
+def _count(maximum: int, zero: str, tip: str) -> QSpinBox:
+    """A spin box whose 0 means ``zero`` (a default or "off")."""
+    spin = _spin(maximum)
+    spin.setSpecialValueText(zero)
+    spin.setToolTip(tip)
+    return spin
+
+
+class AdvancedSettings(QGroupBox):
+    """The settings a run of the paper's recipe, or this machine, may need changed: per
+    visual-backbone epochs, early stopping, learning rates and their schedule, precision,
+    decoding processes and the joint encoders. :attr:`widgets` maps each
+    :class:`~app.train_form.TrainForm` field shown here to its widget."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Advanced", parent)
+        self.widgets: dict[str, QWidget] = {
+            "visual_epochs": _count(
+                MAX_EPOCHS, "as Phase I", "Epochs of each visual backbone; a visual epoch is "
+                "every frame (20 per clip), hence fewer of them in the paper's recipe"),
+            "patience": _count(
+                MAX_EPOCHS, "off", "Early stopping: a network stops after this many epochs "
+                "without a lower validation loss and keeps its best epoch"),
+            "audio_lr": _rate("Adam learning rate of the audio backbones (joint: of the "
+                              "acoustic encoder and the classifier)"),
+            "visual_lr": _rate("Adam learning rate of the visual backbones (joint: of the "
+                               "image model's layers)"),
+            "lr_schedule": _combo(SCHEDULE_CHOICES, "cosine: a linear warm-up, then cosine "
+                                  "decay to 0 by the last epoch; constant: the rate throughout"),
+            "warmup_fraction": QDoubleSpinBox(),
+            "precision": _combo(PRECISION_CHOICES, "mixed: float16 computation, for GPUs with "
+                                "tensor cores; auto: mixed on a GPU, float32 otherwise"),
+            "jobs": _count(MAX_JOBS, "one per core",
+                           "Processes decoding clips and computing features"),
+            "joint_feature": _combo(JOINT_FEATURE_CHOICES,
+                                    "The spectrogram the joint acoustic encoder takes"),
+            "joint_image_model": _combo(IMAGE_MODEL_CHOICES, "The pre-trained image model "
+                                        "whose bottom layers encode the frames (the tiny "
+                                        "preset uses a small CNN)"),
+            "joint_visual_stages": _count(MAX_STAGES, "default",
+                                          "Stages of the image model kept"),
+            "joint_freeze_visual": QCheckBox("Keep the image layers fixed"),
+        }
+        warmup = self.widgets["warmup_fraction"]
+        warmup.setDecimals(3)
+        warmup.setRange(0.0, 0.95)
+        warmup.setSingleStep(0.01)
+        warmup.setToolTip("Share of each network's steps spent warming up (cosine only)")
+        labels = {
+            "visual_epochs": "Phase I epochs (visual backbones)",
+            "patience": "Early stopping patience",
+            "audio_lr": "Audio learning rate",
+            "visual_lr": "Visual learning rate",
+            "lr_schedule": "Learning-rate schedule",
+            "warmup_fraction": "Warm-up fraction",
+            "precision": "Precision",
+            "jobs": "Decoding processes",
+            "joint_feature": "Joint: spectrogram",
+            "joint_image_model": "Joint: image model",
+            "joint_visual_stages": "Joint: image model stages",
+            "joint_freeze_visual": "Joint: image layers",
+        }
+        form = QFormLayout(self)
+        for name, widget in self.widgets.items():
+            form.addRow(labels[name], widget)
+
+
 class SettingsPage(QWidget):
     """Step 3: the training settings and the model's folder, as a
     :class:`~app.train_form.TrainForm`; starts with the last training's settings."""
@@ -274,17 +386,14 @@ class SettingsPage(QWidget):
         super().__init__(parent)
         self.settings = settings
         self._suggested_out = ""
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(PRESET_CHOICES)
-        self.preset_combo.setToolTip("paper: the published network sizes (needs a GPU); "
-                                     "tiny: small networks that train in minutes on a CPU")
-        self.strategy_combo = QComboBox()
-        self.strategy_combo.addItems(STRATEGIES)
-        self.strategy_combo.setToolTip("two-phase: five backbones one by one, then a fusion "
-                                       "layer (Pham et al.); joint: an acoustic encoder and "
-                                       "image layers trained with the classifier (Chen et al.)")
-        self.fusion_combo = QComboBox()
-        self.fusion_combo.addItems(FUSIONS)
+        self.preset_combo = _combo(PRESET_CHOICES, "paper: the published network sizes "
+                                   "(needs a GPU); tiny: small networks that train in "
+                                   "minutes on a CPU")
+        self.strategy_combo = _combo(STRATEGIES, "two-phase: five backbones one by one, then "
+                                     "a fusion layer (Pham et al.); joint: an acoustic "
+                                     "encoder and image layers trained with the classifier "
+                                     "(Chen et al.)")
+        self.fusion_combo = _combo(FUSIONS)
         self.backbone_checks = {name: QCheckBox(name) for name in ALL_BACKBONES}
         backbones = QHBoxLayout()
         for check in self.backbone_checks.values():
@@ -294,11 +403,10 @@ class SettingsPage(QWidget):
         self.phase2_spin = _spin(MAX_EPOCHS)
         self.joint_spin = _spin(MAX_EPOCHS)
         self.batch_spin = _spin(MAX_BATCH, minimum=1)
-        self.weights_combo = QComboBox()
-        self.weights_combo.addItems(WEIGHT_CHOICES)
+        self.weights_combo = _combo(WEIGHT_CHOICES, "ImageNet weights, none (from scratch), "
+                                    "or a weights file; the tiny preset always starts from "
+                                    "scratch")
         self.weights_combo.setEditable(True)
-        self.weights_combo.setToolTip("ImageNet weights, none (from scratch), or a weights "
-                                      "file; the tiny preset always starts from scratch")
         weights_file = QPushButton("File...")
         weights_file.clicked.connect(self._choose_weights)
         self.out_edit = QLineEdit()
@@ -307,15 +415,21 @@ class SettingsPage(QWidget):
         out_button.clicked.connect(self._choose_out)
         self.resume_check = QCheckBox("Resume the interrupted training run in this folder")
         self.resume_check.setEnabled(False)
-        # The form field each widget shows, to grey out what the strategy ignores.
-        self._fields: dict[str, list[QWidget]] = {
-            "fusion": [self.fusion_combo],
-            "backbones": list(self.backbone_checks.values()),
-            "phase1_epochs": [self.phase1_spin],
-            "phase2_epochs": [self.phase2_spin],
-            "joint_epochs": [self.joint_spin],
+        self.advanced = AdvancedSettings()
+        # The form field each widget shows (but the backbones' checks, the folder and
+        # resume), to read and show a form by name and grey out what it ignores.
+        self.widgets: dict[str, QWidget] = {
+            "preset": self.preset_combo,
+            "strategy": self.strategy_combo,
+            "fusion": self.fusion_combo,
+            "phase1_epochs": self.phase1_spin,
+            "phase2_epochs": self.phase2_spin,
+            "joint_epochs": self.joint_spin,
+            "batch_size": self.batch_spin,
+            "visual_weights": self.weights_combo,
+            **self.advanced.widgets,
         }
-        form = QFormLayout(self)
+        form = QFormLayout()
         form.addRow("Preset", self.preset_combo)
         form.addRow("Strategy", self.strategy_combo)
         form.addRow("Fusion", self.fusion_combo)
@@ -327,24 +441,44 @@ class SettingsPage(QWidget):
         form.addRow("Visual weights", _row(self.weights_combo, weights_file))
         form.addRow("Save the model in", _row(self.out_edit, out_button))
         form.addRow("", self.resume_check)
+        # Hidden until asked for: the presets' recipes suit most runs.
+        self.advanced_button = QPushButton("Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolTip("Per-network epochs, early stopping, learning rates "
+                                        "and their schedule, precision, decoding processes, "
+                                        "the joint encoders")
+        self.advanced_button.toggled.connect(self.advanced.setVisible)
+        self.advanced.hide()
+        button_row = QHBoxLayout()
+        button_row.addWidget(self.advanced_button)
+        button_row.addStretch(1)
+        form.addRow("", button_row)
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.addLayout(form)
+        column.addWidget(self.advanced)
+        column.addStretch(1)
+        # Shown, the advanced settings may not fit a small window: the page scrolls.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
         self.show_form(saved_form(settings.training))
         self.preset_combo.currentTextChanged.connect(
             lambda preset: self.show_form(with_preset(self.form(), preset)))
         self.strategy_combo.currentTextChanged.connect(
             lambda strategy: self.show_form(with_strategy(self.form(), strategy)))
+        self.advanced.widgets["lr_schedule"].currentTextChanged.connect(
+            lambda _: self._grey_out(self.form()))
 
     def form(self, data: str = "", layout: str = "auto") -> TrainForm:
         """What the page shows, with the dataset chosen on the first page."""
         return TrainForm(
-            preset=self.preset_combo.currentText(),
-            strategy=self.strategy_combo.currentText(),
-            fusion=self.fusion_combo.currentText(),
+            **{name: _value(widget) for name, widget in self.widgets.items()},
             backbones=tuple(n for n, c in self.backbone_checks.items() if c.isChecked()),
-            phase1_epochs=self.phase1_spin.value(),
-            phase2_epochs=self.phase2_spin.value(),
-            joint_epochs=self.joint_spin.value(),
-            batch_size=self.batch_spin.value(),
-            visual_weights=self.weights_combo.currentText(),
             data=data,
             layout=layout,
             out=self.out_edit.text().strip(),
@@ -355,22 +489,21 @@ class SettingsPage(QWidget):
         """Show ``form``'s settings, folder and resume choice (its dataset is not here)."""
         # Showing a preset or a strategy must not apply its defaults over the form's values.
         with QSignalBlocker(self.preset_combo), QSignalBlocker(self.strategy_combo):
-            self.preset_combo.setCurrentText(form.preset)
-            self.strategy_combo.setCurrentText(form.strategy)
-        self.fusion_combo.setCurrentText(form.fusion)
+            for name, widget in self.widgets.items():
+                _show_value(widget, getattr(form, name))
         for name, check in self.backbone_checks.items():
             check.setChecked(name in form.backbones)
-        self.phase1_spin.setValue(form.phase1_epochs)
-        self.phase2_spin.setValue(form.phase2_epochs)
-        self.joint_spin.setValue(form.joint_epochs)
-        self.batch_spin.setValue(form.batch_size)
-        self.weights_combo.setCurrentText(form.visual_weights)
         if self.out_edit.text().strip() != form.out:
             self.out_edit.setText(form.out)  # offers resume when the folder holds a run
         self.resume_check.setChecked(form.resume and self.resume_check.isEnabled())
-        for name, widgets in self._fields.items():
-            for widget in widgets:
-                widget.setEnabled(not form.unused(name))
+        self._grey_out(form)
+
+    def _grey_out(self, form: TrainForm) -> None:
+        """Disable the widgets of the settings ``form`` ignores."""
+        for name, widget in self.widgets.items():
+            widget.setEnabled(not form.unused(name))
+        for check in self.backbone_checks.values():
+            check.setEnabled(not form.unused("backbones"))
 
     def problem(self) -> str | None:
         """Why training cannot start with these settings, or ``None``."""

@@ -7,6 +7,7 @@ shows their messages and remembers what the user chose.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -17,7 +18,7 @@ from app._qt.train_pages import CheckPage, DatasetPage, SettingsPage, TrainPage
 from app._qt.train_results import ResultsPage
 from app._qt.widgets import Banner
 from app.settings import AppSettings
-from app.train_form import TrainForm, form_to_config
+from app.train_form import TrainForm, form_to_config, saved_settings
 from app.training import TrainJob
 
 STEPS = ("Dataset", "Check", "Settings", "Train", "Results")
@@ -157,11 +158,12 @@ class TrainView(QWidget):
         if problem:
             self.banner.show_message(problem)
             return
-        config, options = form_to_config(self.form())
-        self.settings.training = config.to_dict()
+        form = self.form()
+        config, options = form_to_config(form)
+        self.settings.training = saved_settings(form)
         self.settings.save()
-        self.start(TrainJob(options.data, options.out, config, layout=options.layout,
-                            resume=options.resume, cache_dir=self.settings.cache_dir))
+        self.start(TrainJob(config=config, cache_dir=self.settings.cache_dir,
+                            **dataclasses.asdict(options)))
 
     def start(self, job: TrainJob, title: str = "Training") -> None:
         """Run ``job`` in a training process and show its progress."""

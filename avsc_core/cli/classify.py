@@ -7,36 +7,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from avsc_core.cli.common import (
     add_min_confidence_argument,
+    add_segment_arguments,
     cancel_on_interrupt,
     check_timeline_outputs,
     model_options,
     progress_printer,
+    say,
     timeline_options,
 )
-
-
-def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--segment-seconds", type=float, metavar="S",
-        help="analysis segment length (default: the model's, 10 s for TAU models); "
-        "shorter segments are repeated up to the model's length",
-    )
-    parser.add_argument(
-        "--hop-seconds", type=float, metavar="S",
-        help="distance between segment starts (default: the model's hop, or the segment "
-        "length when --segment-seconds is given)",
-    )
-
-
-def say(stream: TextIO, text: str) -> None:
-    """A line on ``stream`` that does not collide with a progress bar drawn there."""
-    if stream.isatty():
-        stream.write("\r\033[K")
-    print(text, file=stream, flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

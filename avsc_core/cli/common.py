@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from avsc_core.progress import Progress, TerminalProgress
 
@@ -40,6 +41,21 @@ def add_min_confidence_argument(parser: argparse.ArgumentParser) -> None:
         help="flag files whose fused confidence is under P (0..1) as needing review, beside "
         "those whose audio and visual branches disagree or that are unlike the training "
         "data (default: no confidence minimum)",
+    )
+
+
+def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--segment-seconds S`` and ``--hop-seconds S``: how the commands that answer over
+    time (classify, label) cut a file into the segments the model classifies."""
+    parser.add_argument(
+        "--segment-seconds", type=float, metavar="S",
+        help="analysis segment length (default: the model's, 10 s for TAU models); "
+        "shorter segments are repeated up to the model's length",
+    )
+    parser.add_argument(
+        "--hop-seconds", type=float, metavar="S",
+        help="distance between segment starts (default: the model's hop, or the segment "
+        "length when --segment-seconds is given)",
     )
 
 
@@ -133,6 +149,13 @@ class _Printer(TerminalProgress):
 
 def progress_printer() -> _Printer:
     return _Printer()
+
+
+def say(stream: TextIO, text: str) -> None:
+    """A line on ``stream`` that does not collide with a progress bar drawn there."""
+    if stream.isatty():
+        stream.write("\r\033[K")
+    print(text, file=stream, flush=True)
 
 
 @contextlib.contextmanager

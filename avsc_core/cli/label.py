@@ -9,14 +9,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from avsc_core.cli.classify import add_segment_arguments, say
 from avsc_core.cli.common import (
     add_debug_argument,
     add_min_confidence_argument,
+    add_segment_arguments,
     cancel_on_interrupt,
     check_timeline_outputs,
     model_options,
     progress_printer,
+    say,
     timeline_options,
 )
 from avsc_core.progress import Progress

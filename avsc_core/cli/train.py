@@ -1,5 +1,9 @@
 """``avsc train DATA --out MODEL ...``: train a model bundle.
 
+Each option is named after the :class:`TrainConfig` field or the keyword argument of
+:func:`~avsc_core.train.train_model` it sets (``--joint-visual-stages``:
+``joint_visual_stages``), and argparse keeps it under that name, so the settings are read
+by name; ``--epochs`` alone sets several.
 Options the user does not give stay ``None`` here, so that ``--resume`` can tell the
 options asked for anew (honoured or refused by :mod:`avsc_core.train.resume`) from the
 defaults of a new run. Everything that can be checked without TensorFlow is checked
@@ -9,6 +13,7 @@ before it loads (several seconds), so a mistyped path or value is refused at onc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,11 +27,13 @@ from avsc_core.cli.common import (
 )
 from avsc_core.errors import AvscError
 from avsc_core.outputs import check_output_folder
+from avsc_core.train.resume import EPOCH_FIELDS, option
 from avsc_core.train.settings import (
     ALL_BACKBONES,
     FUSIONS,
     JOINT_BATCH,
     JOINT_IMAGE_MODELS,
+    LR_SCHEDULES,
     PRECISIONS,
     SPECTROGRAMS,
     STRATEGIES,
@@ -82,12 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--backbones",
+        type=_backbone_list,
         help=f"comma-separated subset of {','.join(ALL_BACKBONES)} (default: all five)",
     )
     parser.add_argument(
         "--epochs",
         type=int,
-        help="epochs of every network of both phases, or of joint optimisation; totals "
+        help="epochs of every network of both phases and of joint optimisation; totals "
         "per network, also on --resume, which early stopping may cut short (default: the "
         f"preset's: paper {PAPER.phase1_epochs} per audio backbone, {PAPER.visual_epochs} "
         f"per visual backbone, {PAPER.phase2_epochs} per head, joint {PAPER.joint_epochs}; "
@@ -113,6 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"epochs of each Phase II fusion head (default: {_preset_default('phase2_epochs')})",
     )
     parser.add_argument(
+        "--joint-epochs",
+        type=int,
+        help="epochs of joint optimisation (--strategy joint; default: "
+        f"{_preset_default('joint_epochs')})",
+    )
+    parser.add_argument(
         "--patience",
         type=int,
         help="early stopping: stop a network after this many epochs without a lower "
@@ -121,11 +135,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=[p for p in PRECISIONS if p != "auto"],
+        choices=PRECISIONS,
         help="mixed: float16 computation (float32 weights, softmax and loss) for the "
         "backbones and joint models, for GPUs with tensor cores; a CPU accepts it with a "
-        "warning; bundles are float32 either way (default: mixed on a GPU, float32 on a "
-        "CPU)",
+        "warning; bundles are float32 either way (default: auto, mixed on a GPU and "
+        "float32 on a CPU)",
     )
     parser.add_argument(
         "--devices",
@@ -169,17 +183,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Adam learning rate of the visual backbones (joint: of the image model's "
         f"layers; default: {_preset_default('visual_lr')})",
     )
+    parser.add_argument(
+        "--fusion-lr",
+        type=float,
+        help=f"Adam learning rate of the fusion heads (default: {_preset_default('fusion_lr')})",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="cosine: a linear warm-up over --warmup-fraction of a network's steps, then "
+        "cosine decay to 0 by its last epoch; constant: the rate throughout (default: "
+        f"{_preset_default('lr_schedule')})",
+    )
+    parser.add_argument(
+        "--warmup-fraction",
+        type=float,
+        help="share of each network's steps spent warming up, with --lr-schedule cosine "
+        f"(default: {_preset_default('warmup_fraction')})",
+    )
+    parser.add_argument(
+        "--mixup-alpha",
+        type=float,
+        help=f"mixup's Beta(alpha, alpha) parameter; 0 turns mixup off (default: "
+        f"{PAPER.mixup_alpha})",
+    )
+    # Options named after the settings; the shorter names of earlier versions still work.
     joint = parser.add_argument_group("joint optimisation (--strategy joint)")
     joint.add_argument("--joint-feature", choices=SPECTROGRAMS,
                        help=f"spectrogram of the acoustic encoder (default: {PAPER.joint_feature})")
-    joint.add_argument("--image-model", choices=JOINT_IMAGE_MODELS,
+    joint.add_argument("--joint-image-model", "--image-model", choices=JOINT_IMAGE_MODELS,
                        help="image model whose bottom layers encode the frames (default: "
                        f"{PAPER.joint_image_model}; the tiny preset uses a small CNN)")
-    joint.add_argument("--visual-stages", type=int, metavar="K",
+    joint.add_argument("--joint-visual-stages", "--visual-stages", type=int, metavar="K",
                        help="stages of the image model kept (default: 3 of ConvNeXtTiny's 4, "
                        "3 of InceptionV3's 11)")
-    joint.add_argument("--freeze-visual", action="store_true",
+    joint.add_argument("--joint-freeze-visual", "--freeze-visual", action="store_true",
+                       default=None,
                        help="keep the image model's layers fixed (default: train them)")
+    joint.add_argument("--joint-branch-weight", type=float,
+                       help="weight of each encoder's own loss beside the fused one (default: "
+                       f"{PAPER.joint_branch_weight})")
     parser.add_argument(
         "--val-fraction",
         type=float,
@@ -210,34 +253,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _at_least(minimum: float, **values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value < minimum:
-            flag = "--" + name.replace("_", "-")
-            raise AvscError(f"{flag} must be at least {minimum}, got {value}")
+            raise AvscError(f"{option(name)} must be at least {minimum}, got {value}")
 
 
 def _check_values(args: argparse.Namespace) -> None:
     """Refuse option values no run can have, naming the option."""
-    _at_least(1, epochs=args.epochs, phase1_epochs=args.phase1_epochs,
-              visual_epochs=args.visual_epochs, phase2_epochs=args.phase2_epochs,
-              batch_size=args.batch_size, jobs=args.jobs)
-    _at_least(0, visual_stages=args.visual_stages, seed=args.seed, patience=args.patience)
-    for flag, rate in (("--audio-lr", args.audio_lr), ("--visual-lr", args.visual_lr)):
-        if rate is not None and not rate > 0:
-            raise AvscError(f"{flag} must be above 0, got {rate}")
-    fractions = {"--val-fraction": args.val_fraction, "--test-fraction": args.test_fraction}
+    values = vars(args)
+    _at_least(1, **{name: values[name] for name in (
+        "epochs", "phase1_epochs", "visual_epochs", "phase2_epochs", "joint_epochs",
+        "batch_size", "jobs")})
+    _at_least(0, **{name: values[name] for name in (
+        "joint_visual_stages", "seed", "patience", "mixup_alpha", "joint_branch_weight")})
+    for name in ("audio_lr", "visual_lr", "fusion_lr"):
+        if values[name] is not None and not values[name] > 0:
+            raise AvscError(f"{option(name)} must be above 0, got {values[name]}")
+    fractions = {"--val-fraction": args.val_fraction, "--test-fraction": args.test_fraction,
+                 "--warmup-fraction": args.warmup_fraction}
     for flag, fraction in fractions.items():
         if fraction is not None and not 0 <= fraction < 1:
             raise AvscError(f"{flag} must be at least 0 and below 1, got {fraction}")
-    val, test = (DEFAULT_SPLIT if f is None else f for f in fractions.values())
+    val, test = (DEFAULT_SPLIT if f is None else f
+                 for f in (args.val_fraction, args.test_fraction))
     if val + test >= 1:
         raise AvscError(f"--val-fraction {val} and --test-fraction {test} leave no clip "
                         "to train on")
     per_phase = (args.phase1_epochs, args.visual_epochs, args.phase2_epochs)
-    if args.epochs is not None and any(n is not None for n in per_phase):
+    if args.epochs is not None and any(n is not None for n in (*per_phase, args.joint_epochs)):
         raise AvscError("give either --epochs or --phase1-epochs/--visual-epochs/"
-                        "--phase2-epochs")
+                        "--phase2-epochs/--joint-epochs")
     if args.strategy == "joint" and (any(n is not None for n in per_phase)
                                      or args.phase != "all"):
-        raise AvscError("joint optimisation has one phase: use --epochs, not "
+        raise AvscError("joint optimisation has one phase: use --epochs or --joint-epochs, not "
                         "--phase1-epochs/--visual-epochs/--phase2-epochs/--phase")
     devices(args.devices)
     if args.phase == "2" and not args.resume:
@@ -271,35 +317,24 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise AvscError(f"{weights}: visual weights file or folder not found")
 
 
+def _backbone_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`TrainConfig` fields the user set, except ``preset``."""
-    epochs = args.epochs
-    weights = args.visual_weights
+    """The :class:`TrainConfig` fields the user set, except ``preset``: each option's
+    destination is the field's name."""
+    values = vars(args)
+    given = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
+             if f.name != "preset"}
+    if args.epochs is not None:
+        given.update(dict.fromkeys(EPOCH_FIELDS, args.epochs))
+    if given["visual_epochs"] is None:
+        # --phase1-epochs sets every Phase I backbone, visual ones included.
+        given["visual_epochs"] = given["phase1_epochs"]
+    weights = given["visual_weights"]
     if weights not in (None, "imagenet", "none"):
-        weights = str(Path(weights).resolve())
-    phase1 = args.phase1_epochs if epochs is None else epochs
-    given = {
-        "strategy": args.strategy,
-        "fusion": args.fusion,
-        "phase1_epochs": phase1,
-        # --epochs and --phase1-epochs set every Phase I backbone, visual ones included.
-        "visual_epochs": args.visual_epochs if args.visual_epochs is not None else phase1,
-        "phase2_epochs": args.phase2_epochs if epochs is None else epochs,
-        "joint_epochs": epochs,
-        "patience": args.patience,
-        "precision": args.precision,
-        "batch_size": args.batch_size,
-        "visual_weights": weights,
-        "seed": args.seed,
-        "joint_feature": args.joint_feature,
-        "joint_image_model": args.image_model,
-        "joint_visual_stages": args.visual_stages,
-        "joint_freeze_visual": args.freeze_visual or None,
-        "audio_lr": args.audio_lr,
-        "visual_lr": args.visual_lr,
-    }
-    if args.backbones:
-        given["backbones"] = tuple(b.strip() for b in args.backbones.split(",") if b.strip())
+        given["visual_weights"] = str(Path(weights).resolve())
     return {name: value for name, value in given.items() if value is not None}
 
 

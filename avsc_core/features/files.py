@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,45 @@ def cached_features(
     entries = {k: e for k in kinds if (e := cache.open(path, k, fingerprint)) is not None}
     missing = tuple(k for k in kinds if k not in entries)
     if missing:
-        per_kind: dict[str, list[np.ndarray]] = {k: [] for k in missing}
-        for segment in iter_segments(path, media, info=info, video=False):
-            if segment.audio is None:
-                raise NoAudioError(path)
-            for kind, value in extractor.log_spectrograms(segment.audio, missing).items():
-                per_kind[kind].append(value)
-        for kind, values in per_kind.items():
-            entries[kind] = cache.save_spectrograms(path, kind, fingerprint, np.stack(values),
+        computed = _per_audio_segment(path, media, info, missing, extractor.log_spectrograms)
+        for kind, stacked in computed.items():
+            entries[kind] = cache.save_spectrograms(path, kind, fingerprint, stacked,
                                                     extractor.config.deltas)
     return {k: entries[k] for k in kinds}
+
+
+def _per_audio_segment(
+    path: str | Path,
+    media: MediaConfig,
+    info: MediaInfo | None,
+    kinds: tuple[str, ...],
+    compute: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """``compute(audio, kinds)`` of every audio segment of ``path``, stacked kind by kind.
+
+    Parameters
+    ----------
+    compute : callable
+        One segment's float32 ``(channels, samples)`` audio and ``kinds`` to kind -> array,
+        e.g. :meth:`FeatureExtractor.features` or :meth:`FeatureExtractor.log_spectrograms`.
+
+    Returns
+    -------
+    dict
+        kind -> the segments' arrays stacked along a new first axis.
+
+    Raises
+    ------
+    NoAudioError, MediaError
+        See :func:`avsc_core.media.iter_segments`.
+    """
+    per_kind: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    for segment in iter_segments(path, media, info=info, video=False):
+        if segment.audio is None:
+            raise NoAudioError(path)
+        for kind, value in compute(segment.audio, kinds).items():
+            per_kind[kind].append(value)
+    return {k: np.stack(v) for k, v in per_kind.items()}
 
 
 def cached_frames(path: str | Path, media: MediaConfig, cache: FeatureCache,
@@ -117,13 +147,7 @@ def file_features(
         entries = cached_features(path, kinds, media, config, cache, info)
         return {k: entry[:] for k, entry in entries.items()}
     extractor = extractor or FeatureExtractor(features, media.sample_rate)
-    per_kind: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    for segment in iter_segments(path, media, info=info, video=False):
-        if segment.audio is None:
-            raise NoAudioError(path)
-        for kind, value in extractor.features(segment.audio, kinds).items():
-            per_kind[kind].append(value)
-    return {k: np.stack(v) for k, v in per_kind.items()}
+    return _per_audio_segment(path, media, info, kinds, extractor.features)
 
 
 def file_frames(

@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 
 from avsc_core.errors import MediaError, NoAudioError
-from avsc_core.media.container import decodable_stream, describe_ffmpeg_error, open_media
+from avsc_core.media.container import decodable_stream, decoding_stopped, open_media
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,8 @@ def iter_audio_blocks(
             for frame in container.decode(stream):
                 yield from gather(converter.resample(frame))
         except av.FFmpegError as exc:
-            if produced == 0 and not pending:
-                raise MediaError(path, describe_ffmpeg_error(exc)) from exc
-            message = f"{path.name}: audio decoding stopped early ({describe_ffmpeg_error(exc)})"
-            log.warning(message)
-            if warnings is not None:
-                warnings.append(message)
+            decoded = produced > 0 or bool(pending)
+            decoding_stopped(path, "audio", exc, decoded, warnings, log)
         yield from gather(converter.resample(None))
         yield from emit(last=True)
         if produced == 0:

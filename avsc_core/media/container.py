@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,44 @@ def describe_ffmpeg_error(exc: Exception, path: str | Path | None = None) -> str
     if "end of file" in lowered:
         return "truncated file"
     return f"cannot be decoded ({text})"
+
+
+def decoding_stopped(
+    path: Path,
+    kind: str,
+    exc: av.FFmpegError,
+    decoded: bool,
+    warnings: list[str] | None,
+    log: logging.Logger,
+) -> None:
+    """Handle FFmpeg failing part-way through the ``kind`` stream of ``path``.
+
+    Before anything was decoded the stream is unreadable; after, what was decoded is kept
+    (a damaged tail should not cost the whole file) and the cut is reported.
+
+    Parameters
+    ----------
+    kind : {"audio", "video"}
+        The stream, as the warning names it.
+    decoded : bool
+        Whether any audio or frame came out before the failure.
+    warnings : list of str, optional
+        Where the caller collects the warnings of this file; the message is appended.
+    log : logging.Logger
+        The decoder module's logger, so the message keeps the name it is logged under.
+
+    Raises
+    ------
+    MediaError
+        When nothing was decoded.
+    """
+    reason = describe_ffmpeg_error(exc)
+    if not decoded:
+        raise MediaError(path, reason) from exc
+    message = f"{path.name}: {kind} decoding stopped early ({reason})"
+    log.warning(message)
+    if warnings is not None:
+        warnings.append(message)
 
 
 def decodable_stream(container: av.container.InputContainer, kind: str) -> av.stream.Stream | None:

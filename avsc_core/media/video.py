@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from avsc_core.errors import MediaError, NoVideoError
-from avsc_core.media.container import decodable_stream, describe_ffmpeg_error, open_media
+from avsc_core.media.container import decodable_stream, decoding_stopped, open_media
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,7 @@ def iter_frames_at(
                 if index == len(times):
                     return
         except av.FFmpegError as exc:
-            if previous is None:
-                raise MediaError(path, describe_ffmpeg_error(exc)) from exc
-            message = f"{path.name}: video decoding stopped early ({describe_ffmpeg_error(exc)})"
-            log.warning(message)
-            if warnings is not None:
-                warnings.append(message)
+            decoding_stopped(path, "video", exc, previous is not None, warnings, log)
         if previous is None:
             raise MediaError(path, "the video stream has no decodable frames")
         last = frame_to_rgb(previous, size)

@@ -74,7 +74,7 @@ def joint_net_config(config: TrainConfig) -> JointNetConfig:
             return JointNetConfig.tiny(stages)
         return JointNetConfig.paper(config.joint_image_model, stages)
     except ValueError as exc:
-        raise AvscError(f"--visual-stages: {exc}") from exc
+        raise AvscError(f"--joint-visual-stages: {exc}") from exc
 
 
 class TwoRateAdam(keras.optimizers.Adam):

@@ -45,33 +45,6 @@ from avsc_core.train.state import (
 
 HEAD_STEPS = tuple(phase2_step(head) for head in HEADS)
 
-# The command-line option of each setting, as messages name it; settings the command
-# line does not set keep their own name.
-FLAGS = {
-    "preset": "--preset",
-    "strategy": "--strategy",
-    "fusion": "--fusion",
-    "backbones": "--backbones",
-    "phase1_epochs": "--phase1-epochs",
-    "phase2_epochs": "--phase2-epochs",
-    "joint_epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "audio_lr": "--audio-lr",
-    "visual_lr": "--visual-lr",
-    "visual_weights": "--visual-weights",
-    "seed": "--seed",
-    "joint_feature": "--joint-feature",
-    "joint_image_model": "--image-model",
-    "joint_visual_stages": "--visual-stages",
-    "joint_freeze_visual": "--freeze-visual",
-    "visual_epochs": "--visual-epochs",
-    "patience": "--patience",
-    "precision": "--precision",
-    "layout": "--layout",
-    "val_fraction": "--val-fraction",
-    "test_fraction": "--test-fraction",
-}
-
 # Settings no resumed run may change, and why.
 FIXED = {
     "preset": "the preset set the size of every network",
@@ -84,6 +57,7 @@ _ALSO_SET_BY = {
     "phase1_epochs": " (or --epochs: --phase2-epochs alone still sets Phase II)",
     "phase2_epochs": " (or --epochs)",
     "visual_epochs": " (or --epochs and --phase1-epochs, which set it too)",
+    "joint_epochs": " (or --epochs)",
 }
 EPOCH_FIELDS = ("phase1_epochs", "visual_epochs", "phase2_epochs", "joint_epochs")
 # Settings that shape every network of a run alike.
@@ -181,11 +155,17 @@ def check_split_options(out: Path, state: TrainState, given: Mapping[str, Any]) 
             raise refusal(out, state, name, recorded.get(name), value, SPLIT_REASON)
 
 
+def option(name: str) -> str:
+    """The command-line option of setting ``name`` (a :class:`TrainConfig` field, the
+    layout or a split fraction), as messages name it: options are named after them."""
+    return "--" + name.replace("_", "-")
+
+
 def refusal(
     out: Path, state: TrainState, name: str, old: Any, new: Any, reason: str
 ) -> AvscError:
     """The one-line error of a refused change, with what to do about it."""
-    flag = FLAGS.get(name, name)
+    flag = option(name)
     if state.has_work:
         fix = f"resume without {flag}{_ALSO_SET_BY.get(name, '')}, or train into another --out"
     else:
