@@ -161,12 +161,13 @@ def _make_sample_data(job: TrainJob, send: Send, cancel: Cancel) -> None:
 def train(job: TrainJob, *, send: Send, cancel: Cancel) -> dict[str, Any]:
     """Train (or resume) a model; returns its folder and its test-split evaluation."""
     from avsc_core.train import train_model
+    from avsc_core.train.settings import parse_devices
 
     if job.sample is not None and not job.resume:
         _make_sample_data(job, send, cancel)
     out = train_model(
         job.data, job.out, job.config, layout=job.layout, resume=job.resume,
-        jobs=job.jobs or None, cache_dir=job.cache_dir,
+        jobs=job.jobs or None, cache_dir=job.cache_dir, devices=parse_devices(job.devices),
         progress=lambda event: send("progress", event), cancel=cancel,
     )
     from app.evaluation import clip_predictions

@@ -27,6 +27,7 @@ from avsc_core.train.settings import (
     PRECISIONS,
     SPECTROGRAMS,
     TrainConfig,
+    parse_devices,
 )
 from avsc_core.train.state import DEFAULT_FRACTION
 
@@ -54,7 +55,7 @@ _UNUSED = {
 # What a preset change keeps; every other setting takes the new preset's default.
 _KEPT_BY_PRESET = ("strategy", "fusion", "backbones")
 # The run options the app remembers with the settings (not the dataset or the folder).
-_REMEMBERED = ("jobs",)
+_REMEMBERED = ("jobs", "devices")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class TrainForm:
         Continue the interrupted run at ``out`` instead of starting one.
     jobs : int
         Processes decoding clips into the cache; 0 for one per core.
+    devices : str
+        The GPUs to train on, as ``avsc train --devices`` takes them (a number, or
+        TensorFlow device names separated by commas); blank for every visible GPU.
     """
 
     preset: str
@@ -104,6 +108,7 @@ class TrainForm:
     out: str = ""
     resume: bool = False
     jobs: int = 0
+    devices: str = ""
 
     def unused(self, name: str) -> bool:
         """Whether field ``name`` has no effect with this form's other settings."""
@@ -122,6 +127,7 @@ class RunOptions:
     layout: str = "auto"
     resume: bool = False
     jobs: int = 0
+    devices: str = ""
 
 
 def _names(kind: type) -> frozenset[str]:
@@ -147,7 +153,12 @@ def form_to_config(form: TrainForm) -> tuple[TrainConfig, RunOptions]:
     settings["visual_weights"] = settings["visual_weights"].strip() or "none"
     config = TrainConfig.for_preset(settings.pop("preset"), **settings)
     options = RunOptions(**_shared(form, RunOptions))
-    options = dataclasses.replace(options, data=options.data.strip(), out=options.out.strip())
+    options = dataclasses.replace(options, data=options.data.strip(), out=options.out.strip(),
+                                  devices=options.devices.strip())
+    try:
+        parse_devices(options.devices)
+    except ValueError as exc:
+        raise ValueError(f"GPUs {options.devices!r}: {exc}") from None
     return config, options
 
 

@@ -75,6 +75,9 @@ class TrainJob:
         The feature cache folder (the app setting; the default folder when None).
     jobs : int
         Processes decoding clips into the cache; 0 for one per core.
+    devices : str
+        The GPUs to train on, as ``avsc train --devices`` takes them; blank for every
+        visible GPU.
     """
 
     data: str
@@ -85,6 +88,7 @@ class TrainJob:
     sample: SampleSpec | None = None
     cache_dir: str | None = None
     jobs: int = 0
+    devices: str = ""
 
 
 def sample_job(data_dir: Path, models_dir: Path, stamp: str,

@@ -225,8 +225,14 @@ def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, m
     settings.out_edit.setText("/nowhere/model")
     jobs = []
     monkeypatch.setattr(view, "start", jobs.append)  # no training process
+    # GPUs that cannot be named are refused in the banner before anything starts.
+    advanced["devices"].setText("gpu0")
+    view.start_from_settings()
+    assert not jobs and "GPUs 'gpu0'" in view.banner.text()
+    advanced["devices"].setText(" /gpu:0,/gpu:1 ")
     view.start_from_settings()
     (job,) = jobs
+    assert job.devices == "/gpu:0,/gpu:1"
     assert (job.config.preset, job.config.visual_epochs, job.config.patience,
             job.config.audio_lr, job.config.visual_lr, job.config.warmup_fraction,
             job.config.precision, job.jobs) == ("paper", 4, 3, 5e-4, 2e-5, 0.1, "mixed", 2)

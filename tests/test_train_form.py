@@ -25,7 +25,7 @@ from app.train_form import (
 )
 from avsc_core.datasets import LAYOUTS
 from avsc_core.train import ALL_BACKBONES, TrainConfig
-from avsc_core.train.settings import JOINT_BATCH
+from avsc_core.train.settings import JOINT_BATCH, parse_devices
 from avsc_core.train.state import DEFAULT_FRACTION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,6 +184,19 @@ def test_blank_weights_mean_none_and_bad_settings_are_refused():
         form_to_config(dataclasses.replace(default_form(), backbones=()))
     with pytest.raises(ValueError, match="preset"):
         form_to_config(dataclasses.replace(default_form(), preset="huge"))
+
+
+def test_gpus_are_read_as_avsc_train_devices_reads_them():
+    assert parse_devices(" 2 ") == 2 and parse_devices("") is None
+    assert parse_devices("/gpu:0, /gpu:1") == ["/gpu:0", "/gpu:1"]
+    for bad in ("0", "gpu0"):
+        with pytest.raises(ValueError):
+            parse_devices(bad)
+    form = dataclasses.replace(default_form(), devices=" 2 ")
+    assert form_to_config(form)[1].devices == "2"
+    with pytest.raises(ValueError, match="GPUs 'gpu0'"):
+        form_to_config(dataclasses.replace(default_form(), devices="gpu0"))
+    assert saved_form(saved_settings(form)).devices == "2"
 
 
 def test_the_last_settings_fill_the_form_unless_unreadable():

@@ -276,12 +276,21 @@ class CheckPage(QWidget):
         self.problems.setPlainText("\n".join(lines) or "No problems found.")
 
 
+def _line(placeholder: str, tip: str) -> QLineEdit:
+    edit = QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    edit.setToolTip(tip)
+    return edit
+
+
 def _value(widget: QWidget) -> Any:
     """The value a settings widget shows, as the form holds it."""
     if isinstance(widget, QCheckBox):
         return widget.isChecked()
     if isinstance(widget, QComboBox):
         return widget.currentText()
+    if isinstance(widget, QLineEdit):
+        return widget.text()
     return widget.value()  # a spin box
 
 
@@ -290,6 +299,8 @@ def _show_value(widget: QWidget, value: Any) -> None:
         widget.setChecked(bool(value))
     elif isinstance(widget, QComboBox):
         widget.setCurrentText(str(value))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(str(value))
     else:
         widget.setValue(value)
 
@@ -345,6 +356,8 @@ class AdvancedSettings(QGroupBox):
                                 "tensor cores; auto: mixed on a GPU, float32 otherwise"),
             "jobs": _count(MAX_JOBS, "one per core",
                            "Processes decoding clips and computing features"),
+            "devices": _line("every visible GPU", "The GPUs to train on: a number, or "
+                             "TensorFlow device names such as /gpu:0,/gpu:1"),
             "joint_feature": _combo(JOINT_FEATURE_CHOICES,
                                     "The spectrogram the joint acoustic encoder takes"),
             "joint_image_model": _combo(IMAGE_MODEL_CHOICES, "The pre-trained image model "
@@ -368,6 +381,7 @@ class AdvancedSettings(QGroupBox):
             "warmup_fraction": "Warm-up fraction",
             "precision": "Precision",
             "jobs": "Decoding processes",
+            "devices": "GPUs",
             "joint_feature": "Joint: spectrogram",
             "joint_image_model": "Joint: image model",
             "joint_visual_stages": "Joint: image model stages",

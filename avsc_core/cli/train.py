@@ -38,6 +38,7 @@ from avsc_core.train.settings import (
     SPECTROGRAMS,
     STRATEGIES,
     TrainConfig,
+    parse_devices,
 )
 
 PAPER = TrainConfig.for_preset("paper")
@@ -291,20 +292,11 @@ def _check_values(args: argparse.Namespace) -> None:
 
 
 def devices(text: str | None) -> int | list[str] | None:
-    """``--devices``: a number of GPUs, or the device names listed (checked against what
-    TensorFlow sees when the run starts, :mod:`avsc_core.train.distribute`)."""
-    if text is None:
-        return None
-    if text.strip().isdigit():
-        count = int(text)
-        if count < 1:
-            raise AvscError(f"--devices must be at least 1 GPU, got {count}")
-        return count
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names or any(not name.startswith("/") for name in names):
-        raise AvscError(f"--devices {text}: give a number of GPUs or TensorFlow device "
-                        "names such as /gpu:0,/gpu:1")
-    return names
+    """``--devices`` (:func:`~avsc_core.train.settings.parse_devices`), or a one-line error."""
+    try:
+        return parse_devices(text)
+    except ValueError as exc:
+        raise AvscError(f"--devices {text}: {exc}") from None
 
 
 def _check_paths(args: argparse.Namespace) -> None:

@@ -215,3 +215,31 @@ class TrainConfig(_Settings):
         if self.strategy == "joint":
             return ()
         return tuple(b for b in self.backbones if modality_of(b) == VISUAL)
+
+
+def parse_devices(text: str | None) -> int | list[str] | None:
+    """The devices ``text`` asks a run to train on (``avsc train --devices``, the app's
+    *GPUs* field): a number of GPUs, or TensorFlow device names separated by commas.
+
+    Blank or ``None`` means the default (every visible GPU, else the CPU). The devices are
+    checked against what TensorFlow sees when the run starts
+    (:func:`avsc_core.train.distribute.device_names`); this only reads the text, without
+    TensorFlow.
+
+    Raises
+    ------
+    ValueError
+        Text that is neither, with the reason.
+    """
+    if text is None or not text.strip():
+        return None
+    if text.strip().isdigit():
+        count = int(text)
+        if count < 1:
+            raise ValueError(f"must be at least 1 GPU, got {count}")
+        return count
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if any(not name.startswith("/") for name in names):
+        raise ValueError("give a number of GPUs or TensorFlow device names such as "
+                         "/gpu:0,/gpu:1")
+    return names
