@@ -31,7 +31,6 @@ In order, with nothing written before every check has passed:
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import shutil
 import tempfile
@@ -40,12 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avsc_core import __version__
 from avsc_core.adapt.reviewed import Reviewed, check_reviewed, read_reviewed
-from avsc_core.atomic import current_umask, write_json
+from avsc_core.atomic import current_umask
 from avsc_core.backbones import FRAMES, FUSED
 from avsc_core.bundle import MANIFEST, Bundle, load_bundle
-from avsc_core.bundle.manifest import FORMAT, SCHEMA_VERSION, file_entry, sha256
+from avsc_core.bundle.manifest import (
+    file_entry,
+    head_entries,
+    now,
+    sha256,
+    stamped,
+    write_manifest,
+)
 from avsc_core.datasets import Clip, assign_splits
 from avsc_core.errors import AvscError
 from avsc_core.features.prepare import PreparedClip, prepare_clips
@@ -276,9 +281,8 @@ def _adapt(
         _copy(bundle.root, work, entry["file"])
     shutil.rmtree(work / JOURNAL.parent)  # the heads' journal and checkpoints
     history = {name: step.history for name, step in state.steps.items()}
-    write_json(work / MANIFEST,
-               _manifest(bundle, work, heads, trust, history,
-                         _adapted_record(bundle, reviewed, config, summary)))
+    write_manifest(work, _manifest(bundle, work, heads, trust, history,
+                                   _adapted_record(bundle, reviewed, config, summary)))
     return summary
 
 
@@ -380,7 +384,7 @@ def _adapted_record(
         "before": summary.before,
         "after": summary.after,
         "skipped": [{"file": file, "reason": reason} for file, reason in summary.skipped],
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": now(),
     }
 
 
@@ -398,19 +402,14 @@ def _manifest(
     """
     manifest = {key: value for key, value in bundle.manifest.items() if key != "exports"}
     after = adapted["after"]
-    manifest.update({
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "avsc_version": __version__,
-        "created": adapted["created"],
+    manifest.update(stamped({
         "backbones": [{**entry, **file_entry(work, work / entry["file"])}
                       for entry in bundle.manifest["backbones"]],
-        "heads": {name: {"inputs": list(inputs), **file_entry(work, path)}
-                  for name, (path, inputs) in heads.items()},
+        "heads": head_entries(work, heads),
         # The old metrics scored the old heads; the held-out files score the new ones.
         "metrics": {"holdout": {"n": adapted["holdout"], "branches": after}} if after else {},
         "history": {**bundle.manifest.get("history", {}), **history},
         **trust,  # "calibration" and "unfamiliar", fitted again
         "adapted": adapted,
-    })
+    }, created=adapted["created"]))
     return manifest

@@ -11,12 +11,16 @@ its checksum like the Keras files.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from avsc_core import __version__
+from avsc_core.atomic import write_json
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.errors import AvscError
 
@@ -44,6 +48,32 @@ def sha256(path: Path) -> str:
 def file_entry(root: Path, path: Path) -> dict[str, str]:
     """``{"file": relative path, "sha256": ...}`` for a file inside the bundle."""
     return {"file": path.relative_to(root).as_posix(), "sha256": sha256(path)}
+
+
+def now() -> str:
+    """The current UTC time as manifests record it (ISO 8601, seconds)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def head_entries(root: Path, heads: Mapping[str, tuple[Path, Sequence[str]]]
+                 ) -> dict[str, dict[str, Any]]:
+    """``manifest["heads"]``: each head's inputs, file and checksum, from
+    ``{head: (its file inside root, the backbones it reads)}``."""
+    return {name: {"inputs": list(inputs), **file_entry(root, Path(path))}
+            for name, (path, inputs) in heads.items()}
+
+
+def stamped(fields: Mapping[str, Any], created: str | None = None) -> dict[str, Any]:
+    """A manifest of ``fields`` (plain values, in their order) after the format, schema
+    and program version it is written in and its creation time (now unless ``created``)."""
+    return {"format": FORMAT, "schema_version": SCHEMA_VERSION,
+            "avsc_version": __version__, "created": created or now(), **fields}
+
+
+def write_manifest(root: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest`` into bundle folder ``root``, atomically: a reader sees the old
+    manifest or the new one, never part of one."""
+    write_json(Path(root) / MANIFEST, dict(manifest))
 
 
 def _require(data: dict, key: str, kind: type, where: Path) -> Any:

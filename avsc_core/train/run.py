@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
 import shutil
@@ -21,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from avsc_core import __version__
-from avsc_core.atomic import write_json
 from avsc_core.backbones import (
     AUDIO,
     BRANCHES,
@@ -31,7 +28,13 @@ from avsc_core.backbones import (
     VISUAL,
     backbone_entry,
 )
-from avsc_core.bundle.manifest import FORMAT, MANIFEST, SCHEMA_VERSION, file_entry
+from avsc_core.bundle.manifest import (
+    MANIFEST,
+    file_entry,
+    head_entries,
+    stamped,
+    write_manifest,
+)
 from avsc_core.config import FeatureConfig, MediaConfig
 from avsc_core.datasets import Dataset, load_dataset
 from avsc_core.datasets.check import DatasetReport
@@ -262,15 +265,7 @@ def _write_manifest(
                 **file_entry(out, path),
             }
         )
-    heads = {
-        head: {"inputs": inputs, **file_entry(out, path)}
-        for head, (path, inputs) in head_files.items()
-    }
-    manifest = {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "avsc_version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    manifest = stamped({
         "strategy": config.strategy,
         "preset": config.preset,
         "classes": dataset.classes,
@@ -281,14 +276,14 @@ def _write_manifest(
         "training": config.to_dict(),
         "training_devices": devices,
         "backbones": backbones,
-        "heads": heads,
+        "heads": head_entries(out, head_files),
         "dataset": state.settings["dataset"],
         "skipped_clips": [{"file": str(c.path), "reason": r} for c, r in preparation_failures],
         "metrics": metrics,
         **trust,  # "calibration" and "unfamiliar" (avsc_core.train.calibrate)
         "history": {k: v.history for k, v in state.steps.items()},
-    }
-    write_json(out / MANIFEST, manifest)
+    })
+    write_manifest(out, manifest)
 
 
 def is_chief() -> bool:
