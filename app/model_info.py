@@ -6,6 +6,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from app.results import BRANCH_TITLES
+
 NO_MODEL_HTML = (
     "<p><b>No model yet.</b></p>"
     "<p>To classify files you need a trained model:</p><ul>"
@@ -45,7 +47,7 @@ def model_html(path: str | Path, manifest: dict[str, Any]) -> str:
     for split, entry in manifest.get("metrics", {}).items():
         branches = entry.get("branches", {}) or {}
         parts = []
-        for branch in ("fused", "audio", "visual"):
+        for branch in BRANCH_TITLES:
             metrics = branches.get(branch)
             if metrics:
                 parts.append(f"{branch} {_pct(metrics.get('accuracy'))}")

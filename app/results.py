@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from avsc_core.backbones import AUDIO, REGISTRY, VISUAL
+from avsc_core.backbones import AUDIO, FUSED, REGISTRY, VISUAL
 from avsc_core.media import MediaInfo
 
-BRANCH_TITLES = {"fused": "Fused", "audio": "Audio", "visual": "Visual"}
+# The branches in the order the views show them (fused first: the answer), with titles.
+BRANCH_TITLES = {FUSED: "Fused", AUDIO: "Audio", VISUAL: "Visual"}
 # The key of the bar standing for a modality none of whose backbones ran.
 PLACEHOLDER = {AUDIO: "aud-*", VISUAL: "vis-*"}
 
@@ -57,9 +58,9 @@ class ResultView:
 
 def missing_note(result: dict[str, Any], branch: str) -> str:
     """Why ``branch`` gave no answer for this file."""
-    if branch == "audio" and not result.get("has_audio", True):
+    if branch == AUDIO and not result.get("has_audio", True):
         return "no audio track"
-    if branch == "visual" and not result.get("has_video", True):
+    if branch == VISUAL and not result.get("has_video", True):
         return "no video stream"
     names = _backbone_names(result)
     if branch in PLACEHOLDER and not _has_modality(names, branch):
@@ -91,7 +92,7 @@ def _name(label: str) -> str:
 
 
 def _verdict(branches: dict[str, Bars]) -> str:
-    fused, audio, visual = (branches[b].top for b in ("fused", "audio", "visual"))
+    fused, audio, visual = (branches[b].top for b in BRANCH_TITLES)
     if fused is None:
         return ""
     if audio is None and visual is None:
@@ -142,7 +143,7 @@ def result_view(result: dict[str, Any], segment: int | None = None) -> ResultVie
             b, BRANCH_TITLES[b], tuple(classes), _values(source.get(b), classes),
             None if source.get(b) is not None else missing_note(result, b),
         )
-        for b in ("fused", "audio", "visual")
+        for b in BRANCH_TITLES
     }
     backbones = [Bars(n, n, tuple(classes), v) for n, v in backbone_probs.items()]
     for branch, key in PLACEHOLDER.items():
@@ -150,7 +151,7 @@ def result_view(result: dict[str, Any], segment: int | None = None) -> ResultVie
                                                                   branch):
             note = branches[branch].note
             backbones.append(Bars(key, f"{branch} backbones", tuple(classes), None, note))
-    top = branches["fused"].top or ("-", 0.0)
+    top = branches[FUSED].top or ("-", 0.0)
     verdict = _verdict(branches)
     reasons = result["clip"].get("needs_review") if segment is None else None
     if reasons:
@@ -161,7 +162,7 @@ def result_view(result: dict[str, Any], segment: int | None = None) -> ResultVie
         confidence=top[1],
         scope=scope,
         verdict=verdict,
-        branches=tuple(branches[b] for b in ("fused", "audio", "visual")),
+        branches=tuple(branches[b] for b in BRANCH_TITLES),
         backbones=tuple(backbones),
         warnings=tuple(result.get("warnings", [])),
     )
@@ -194,7 +195,7 @@ class Timeline:
         return int(np.argmin(np.abs(self.centres - time)))
 
 
-def timeline(result: dict[str, Any], branch: str = "fused") -> Timeline:
+def timeline(result: dict[str, Any], branch: str = FUSED) -> Timeline:
     """``branch``'s probabilities per segment (``probs`` is ``None`` when it did not run)."""
     classes = tuple(result["classes"])
     segments = result.get("segments", [])

@@ -28,7 +28,7 @@ from app._qt.tasks import ServerClient, Task
 from app._qt.widgets import Banner, FrameStrip
 from app.model_info import NO_MODEL_HTML, model_html
 from app.preview import MAX_SEGMENTS, SegmentPreview
-from app.results import facts, result_view, timeline
+from app.results import BRANCH_TITLES, facts, result_view, timeline
 from avsc_core.train import ALL_BACKBONES
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class ClassifyView(QWidget):
         self.timeline.setMinimumHeight(150)
         self.timeline.segment_clicked.connect(self.select_segment)
         self.timeline_branch = QComboBox()
-        self.timeline_branch.addItems(["fused", "audio", "visual"])
+        self.timeline_branch.addItems(list(BRANCH_TITLES))
         self.timeline_branch.currentTextChanged.connect(lambda _: self._draw_timeline())
         self.timeline_box = QGroupBox("Over time (click a point to see that segment)")
         box = QVBoxLayout(self.timeline_box)
