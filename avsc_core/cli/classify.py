@@ -86,35 +86,11 @@ def runtime_note(runtime: str, model: Path) -> str:
             "tflite --precision int8' answers without loading TensorFlow, several times faster)")
 
 
-class TimelineWriter:
-    """Writes each classified file's answers over time where the options ask."""
-
-    def __init__(self, args: argparse.Namespace):
-        from avsc_core.timeline import SegmentsCsv
-
-        self.vtt, self.audacity = args.vtt, args.audacity
-        self.csv = SegmentsCsv(args.segments) if args.segments is not None else None
-
-    def add(self, result) -> None:
-        from avsc_core.timeline import segment_rows, sidecar_path, write_audacity, write_vtt
-
-        rows = segment_rows(result.to_dict())
-        if self.csv is not None:
-            self.csv.add(rows)
-        if self.vtt is not None:
-            write_vtt(sidecar_path(self.vtt, result.file, ".vtt"), rows)
-        if self.audacity is not None:
-            write_audacity(sidecar_path(self.audacity, result.file, ".txt"), rows)
-
-    def close(self) -> None:
-        if self.csv is not None:
-            self.csv.close()
-
-
 def run(args: argparse.Namespace) -> int:
     check_timeline_outputs(args)
     from avsc_core.inference.classify import classify_files, load_predictor
     from avsc_core.inference.review import check_min_confidence
+    from avsc_core.timeline import TimelineOutputs
 
     check_min_confidence(args.min_confidence)
     predictor = load_predictor(args.model)
@@ -122,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table(args.files, predictor.bundle.classes, args.min_confidence)
     printer = progress_printer()
     results, failures = [], 0
-    timeline = TimelineWriter(args)
+    timeline = TimelineOutputs(args.segments, args.vtt, args.audacity)
     with cancel_on_interrupt() as cancelled:
         outcomes = classify_files(
             args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled
@@ -133,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                     failures += 1
                     say(sys.stderr, f"avsc classify: error: {outcome.error}")
                     continue
-                timeline.add(outcome.result)
+                timeline.add(outcome.result.file, outcome.result)
                 if args.json:
                     results.append({**outcome.result.to_dict(args.min_confidence),
                                     "runtime": runtime})

@@ -126,13 +126,9 @@ def timeline_options() -> argparse.ArgumentParser:
 
 def check_timeline_outputs(args: argparse.Namespace) -> None:
     """Refuse unwritable ``--segments``/``--vtt``/``--audacity`` before any work."""
-    from avsc_core.outputs import check_output_file, check_output_folder
+    from avsc_core.timeline import check_timeline_outputs as check
 
-    if args.segments is not None:
-        check_output_file(args.segments, "segments CSV")
-    for folder, what in ((args.vtt, "captions folder"), (args.audacity, "label-track folder")):
-        if folder is not None:
-            check_output_folder(folder, what)
+    check(args.segments, args.vtt, args.audacity)
 
 
 class _Printer(TerminalProgress):

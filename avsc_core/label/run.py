@@ -54,7 +54,6 @@ from avsc_core.label.params import (
 )
 from avsc_core.label.shards import Shard
 from avsc_core.label.store import LabelStore, resolve_format
-from avsc_core.label.timeline_out import TimelineOutputs, check_timeline_outputs
 from avsc_core.label.workers import (
     DecodeAhead,
     Decoded,
@@ -65,6 +64,7 @@ from avsc_core.label.workers import (
 from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_file
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.timeline import TimelineOutputs, check_timeline_outputs
 
 if TYPE_CHECKING:
     from avsc_core.bundle import Bundle
@@ -191,7 +191,10 @@ class Recorder:
         row = (row_for(file, result, self.params.get("min_confidence")) if result is not None
                else LabelRow(file, error=error or ""))
         if result is not None and self.timeline is not None:
-            # Before the label row: see avsc_core.label.timeline_out.
+            # Before the label row: a crash in between leaves segment rows of a file with
+            # no label row, which a resumed run drops (SegmentsCsv keeps only the rows of
+            # the files in the labels CSV) and writes again; the other way round, a file
+            # would keep its label row and lose its segments for good.
             self.timeline.add(file, result)
         if self.appender is None:
             self.appender = self.store.appender()

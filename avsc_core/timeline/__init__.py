@@ -7,10 +7,11 @@
 - :func:`write_audacity`: an Audacity label track (``<stem>.txt``: start, end, label,
   tab-separated), to import beside the sound (File > Import > Labels).
 
-The CLI (``classify``/``label`` ``--segments``, ``--vtt``, ``--audacity``) and the app's
-timeline export all write through these functions.
+The CLI (``classify``/``label`` ``--segments``, ``--vtt``, ``--audacity``: :mod:`.outputs`) and
+the app's timeline export all write through these functions.
 """
 
+from avsc_core.timeline.outputs import TimelineOutputs, check_timeline_outputs
 from avsc_core.timeline.writers import (
     FORMATS,
     SEGMENT_HEADER,
@@ -30,7 +31,9 @@ __all__ = [
     "SEGMENT_HEADER",
     "SegmentRow",
     "SegmentsCsv",
+    "TimelineOutputs",
     "audacity_text",
+    "check_timeline_outputs",
     "segment_rows",
     "sidecar_path",
     "vtt_text",

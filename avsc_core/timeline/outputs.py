@@ -1,12 +1,9 @@
-"""A labelling run's answers over time: segments CSV, WebVTT captions, Audacity tracks.
+"""Where ``classify`` and ``label`` write answers over time: ``--segments``, ``--vtt``,
+``--audacity``.
 
-The same writers as ``classify`` (:mod:`avsc_core.timeline`), with file names relative to
-the labelled folder, keeping its subfolders (two folders of an archive may both hold
-``clip.mp4``). A file's segment rows and sidecars are written before its label row: a
-crash in between leaves segment rows of a file with no label row, which a resumed run
-drops (:class:`~avsc_core.timeline.SegmentsCsv` keeps only the rows of the files already
-in the labels CSV) and writes again; the other way round, a file would keep its label
-row and lose its segments for good.
+One writer for both commands (:class:`TimelineOutputs`), through the functions of
+:mod:`avsc_core.timeline.writers`; ``label`` names files relative to the labelled folder
+and keeps, on a resumed run, the rows of the files already labelled.
 """
 
 from __future__ import annotations
@@ -15,7 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avsc_core.outputs import check_output_file, check_output_folder
-from avsc_core.timeline import SegmentsCsv, segment_rows, sidecar_path, write_audacity, write_vtt
+from avsc_core.timeline.writers import (
+    SegmentsCsv,
+    segment_rows,
+    sidecar_path,
+    write_audacity,
+    write_vtt,
+)
 
 if TYPE_CHECKING:
     from avsc_core.inference.classify import ClassifyResult
@@ -39,9 +42,9 @@ class TimelineOutputs:
     ----------
     segments_csv, vtt_dir, audacity_dir : Path, optional
         As ``--segments``, ``--vtt`` and ``--audacity``; ``None`` writes nothing.
-    keep : set of str
-        Files (relative paths) whose rows an earlier run wrote and that stay labelled: the
-        segments CSV keeps their rows and drops the others'. Empty for a new run.
+    keep : set of str, optional
+        Files whose rows an earlier run wrote and that stay labelled (a resumed ``label``
+        run): the segments CSV keeps their rows and drops the others'. None for a new run.
     """
 
     def __init__(
@@ -49,14 +52,14 @@ class TimelineOutputs:
         segments_csv: Path | None,
         vtt_dir: Path | None,
         audacity_dir: Path | None,
-        keep: set[str],
+        keep: set[str] | None = None,
     ):
         self.vtt_dir = vtt_dir
         self.audacity_dir = audacity_dir
         self.csv = SegmentsCsv(segments_csv, keep=keep) if segments_csv is not None else None
 
     def add(self, file: str, result: ClassifyResult) -> None:
-        """Write the answers over time of ``file`` (relative to the labelled folder)."""
+        """Write the answers over time of ``file``, the name its rows and sidecars take."""
         if self.csv is None and self.vtt_dir is None and self.audacity_dir is None:
             return
         rows = segment_rows(result.to_dict(), file=file)
