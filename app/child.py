@@ -79,17 +79,15 @@ def _predictor(model: str) -> Any:
 def classify(
     file: str, model: str, *, send: Send, cancel: Cancel,
     segment_seconds: float | None = None, hop_seconds: float | None = None,
-    min_confidence: float | None = None,
 ) -> dict[str, Any]:
-    """Classify one file; returns the contract's JSON object (with the reasons it needs
-    review under ``min_confidence``)."""
+    """Classify one file; returns the contract's JSON object."""
     from avsc_core.inference.classify import classify_file
 
     result = classify_file(
         file, _predictor(model), segment_seconds, hop_seconds,
         progress=lambda event: send("progress", event), cancel=cancel,
     )
-    return result.to_dict(min_confidence)
+    return result.to_dict()
 
 
 REQUESTS: dict[str, Callable[..., Any]] = {"classify": classify, "preview": preview}

@@ -13,9 +13,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 FEATURE_KINDS = ("mel", "gam", "cqt")
@@ -203,3 +205,20 @@ def feature_shape(media: MediaConfig, features: FeatureConfig) -> tuple[int, int
         features.n_output_frames(media.segment_samples),
         features.n_channels_out if media.channels == 2 else (3 if features.deltas else 1),
     )
+
+
+CACHE_DIR_ENV = "AVSC_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$AVSC_CACHE_DIR`` or the user cache dir (platformdirs) + ``/features``.
+
+    Here rather than in :mod:`avsc_core.features` so that the command line can name it in
+    its help without loading the feature extractors.
+    """
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("avsc")) / "features"

@@ -14,7 +14,7 @@ from pathlib import Path
 from avsc_core.errors import AvscError
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
     """``path`` or the first of its parents that exists."""
     current = path
     while not current.exists() and current != current.parent:
@@ -24,7 +24,7 @@ def _nearest_existing(path: Path) -> Path:
 
 def _check_creatable(path: Path, what: str) -> None:
     """Refuse a ``path`` whose nearest existing parent is not a writable folder."""
-    base = _nearest_existing(path.parent if path.parent != Path("") else Path("."))
+    base = nearest_existing(path.parent if path.parent != Path("") else Path("."))
     if not base.is_dir():
         raise AvscError(f"{path}: cannot write the {what}: {base} is not a folder")
     if not os.access(base, os.W_OK | os.X_OK):

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from app import child
 from app._qt.tasks import ProcessTask, Task
 from app._qt.widgets import Banner
+from app.review import row_reasons
 from app.settings import AppSettings
 from app.timing import EtaEstimator, format_seconds
 
@@ -286,7 +287,7 @@ class LabelView(QWidget):
         confidence = "" if row.confidence is None else f"{row.confidence:.0%}"
         cells = (row.file, row.label.replace("_", " "), confidence,
                  row.audio_label.replace("_", " "), row.visual_label.replace("_", " "),
-                 row.needs_review.replace(";", ", "), row.error)
+                 ", ".join(row_reasons(row)), row.error)
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
             if row.error:

@@ -20,10 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.evaluation import clips_in_cell
-from avsc_core.backbones import AUDIO, FUSED, VISUAL
+from app.results import BRANCH_TITLES
 
-# Fused first: the answer a user reads first.
-BRANCHES = (FUSED, AUDIO, VISUAL)
+BRANCHES = tuple(BRANCH_TITLES)
 RIGHT = (60, 140, 90)
 WRONG = (200, 80, 60)
 

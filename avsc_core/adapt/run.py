@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avsc_core.adapt import HOLDOUT
 from avsc_core.adapt.reviewed import Reviewed, check_reviewed, read_reviewed
 from avsc_core.atomic import current_umask
 from avsc_core.backbones import FRAMES, FUSED
 from avsc_core.bundle import MANIFEST, Bundle, load_bundle
 from avsc_core.bundle.manifest import (
-    file_entry,
     head_entries,
     now,
     sha256,
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 
     from avsc_core.train.phase2 import Embeddings
 
-HOLDOUT = 0.25
 # The split of the held-out files: the one calibration fits on and the metrics score.
 HELD_OUT = "val"
 # Their split while the heads train: one train_head does not validate on.
@@ -403,8 +402,8 @@ def _manifest(
     manifest = {key: value for key, value in bundle.manifest.items() if key != "exports"}
     after = adapted["after"]
     manifest.update(stamped({
-        "backbones": [{**entry, **file_entry(work, work / entry["file"])}
-                      for entry in bundle.manifest["backbones"]],
+        # Byte copies of the files load_bundle has just checked: their entries stand.
+        "backbones": [dict(entry) for entry in bundle.manifest["backbones"]],
         "heads": head_entries(work, heads),
         # The old metrics scored the old heads; the held-out files score the new ones.
         "metrics": {"holdout": {"n": adapted["holdout"], "branches": after}} if after else {},

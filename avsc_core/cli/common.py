@@ -62,7 +62,7 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 def cache_options() -> argparse.ArgumentParser:
     """Parent parser of the commands that cache decoded media and features:
     ``--cache-dir DIR`` (the help names the actual default folder) and ``--jobs N``."""
-    from avsc_core.features.cache import CACHE_DIR_ENV, default_cache_dir
+    from avsc_core.config import CACHE_DIR_ENV, default_cache_dir
 
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("decoding and the feature cache")

@@ -32,21 +32,13 @@ import re
 from pathlib import Path
 
 from avsc_core.inference.backbones import OUTPUTS
+from avsc_core.models.layers import walk_layers
 
 
 def sanitize(name: str) -> str:
     """A tensor-safe version of an input name: ``"aud-mel"`` -> ``"aud_mel"``."""
     clean = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return clean if clean[:1].isalpha() else f"x_{clean}"
-
-
-def _walk(model):
-    import keras
-
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
 
 
 def _is_depthwise(layer) -> bool:
@@ -77,7 +69,7 @@ def _model_outputs(model) -> set[int]:
     import keras
 
     ids = set()
-    for m in [model, *(layer for layer in _walk(model) if isinstance(layer, keras.Model))]:
+    for m in [model, *(layer for layer in walk_layers(model) if isinstance(layer, keras.Model))]:
         for tensor in m.outputs:
             history = getattr(tensor, "_keras_history", None)
             if history is not None:
@@ -124,7 +116,7 @@ def fold_plan(model) -> tuple[dict[str, str], dict[str, str]]:
 
     outputs = _model_outputs(model)
     norms, scales = {}, {}
-    for layer in _walk(model):
+    for layer in walk_layers(model):
         if id(layer) in outputs:
             continue
         consumers = list(_consumers(layer))
@@ -168,7 +160,7 @@ def prepared_for_export(model, fold: bool = True, fold_gamma: bool = False):
     norms, scales = fold_plan(model) if fold else ({}, {})
     folded_norms = set(norms.values())
     folded_dense = set(scales.values())
-    if not norms and not scales and not any(_is_depthwise(layer) for layer in _walk(model)):
+    if not norms and not scales and not any(_is_depthwise(layer) for layer in walk_layers(model)):
         return model
 
     def clone(layer):
@@ -192,9 +184,9 @@ def prepared_for_export(model, fold: bool = True, fold_gamma: bool = False):
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    originals = {layer.name: layer for layer in _walk(model)}
+    originals = {layer.name: layer for layer in walk_layers(model)}
     scale_of = {dense: originals[ls].get_weights()[0] for ls, dense in scales.items()}
-    for layer in _walk(copy):
+    for layer in walk_layers(copy):
         if isinstance(layer, keras.Model) or not layer.weights:
             continue
         weights = originals[layer.name].get_weights()

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from avsc_core.config import default_cache_dir
 from avsc_core.features.index import FileStamp, KeyIndex
 from avsc_core.features.store import (
     FRAMES_SUFFIX,
@@ -38,19 +38,8 @@ from avsc_core.features.store import (
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR_ENV = "AVSC_CACHE_DIR"
 FRAMES = "frames"
 _CHUNK = 1 << 20
-
-
-def default_cache_dir() -> Path:
-    """``$AVSC_CACHE_DIR`` or the user cache dir (platformdirs) + ``/features``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("avsc")) / "features"
 
 
 def content_key(path: str | Path) -> str:

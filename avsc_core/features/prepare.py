@@ -31,6 +31,7 @@ from avsc_core.features.files import (
     frames_fingerprint,
 )
 from avsc_core.features.store import frames_bytes_estimate, spectrogram_bytes
+from avsc_core.outputs import nearest_existing
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 # What a file system may add to each entry file (its last, partly used block).
@@ -181,10 +182,7 @@ def _size(n: float) -> str:
 def check_space(root: Path, needed: int, clips: int) -> None:
     """Refuse to start when the disk holding the cache folder ``root`` has less than
     ``needed`` bytes free (for ``clips`` clips)."""
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(root)).free
     if needed > free:
         raise AvscError(
             f"{root}: the feature cache needs about {_size(needed)} for {clips} clips and "

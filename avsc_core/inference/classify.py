@@ -114,8 +114,6 @@ class ClassifyResult:
         Branch -> ``(classes,)`` mean over segments, or ``None``.
     unfamiliar_scores : ndarray or None
         ``(segments,)`` unfamiliarity scores, ``None`` when the model has none.
-    unfamiliar_threshold : float or None
-        File scores above it are unfamiliar.
     """
 
     file: str
@@ -132,7 +130,6 @@ class ClassifyResult:
     backbone_probs: dict[str, np.ndarray]
     clip_probs: dict[str, np.ndarray | None]
     unfamiliar_scores: np.ndarray | None = None
-    unfamiliar_threshold: float | None = None
 
     @property
     def unfamiliar_score(self) -> float | None:
@@ -286,7 +283,6 @@ class ResultBuilder:
             backbone_probs=backbone_probs,
             clip_probs=clip_probs,
             unfamiliar_scores=scores,
-            unfamiliar_threshold=None if scores is None else self._threshold,
         )
 
 

@@ -24,6 +24,7 @@ on a core the other one needs. :func:`kernels_report` says what this machine has
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from avsc_core.errors import AvscError
+from avsc_core.inference.device import usable_cores
 from avsc_core.quiet import quiet_stderr
 
 FORMATS = ("tflite", "onnx")
@@ -38,13 +40,6 @@ SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 
 # ``Predictor(runtime="auto")`` takes the first of these the bundle has: fastest first.
 AUTO_ORDER = ("tflite-int8", "tflite-fp32", "onnx-fp32")
-
-
-def default_threads() -> int:
-    """The CPU cores this process may use."""
-    from avsc_core.inference.device import usable_cores
-
-    return usable_cores()
 
 
 def kernels_report() -> list[str]:
@@ -108,7 +103,7 @@ class ExportedNetwork:
         self.path = Path(path)
         self.inputs = dict(inputs)
         self.batch_size = int(batch_size)
-        self.threads = threads or default_threads()
+        self.threads = threads or usable_cores()
         self.spin = spin
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -164,8 +159,8 @@ def _tflite_interpreter(path: Path, threads: int, delegate: bool = True):
 class TFLiteNetwork(ExportedNetwork):
     """A ``.tflite`` network, run by the XNNPACK delegate on ``threads`` cores (CPU only).
 
-    ``batch`` other than the exported ``batch_size`` resizes the graph's inputs (see
-    :meth:`with_batch`).
+    ``batch`` other than the exported ``batch_size`` resizes the graph's inputs, when
+    the graph allows it (:func:`_check_batch_free`).
     """
 
     def __init__(self, path: Path, inputs: Mapping[str, str], batch_size: int,
@@ -189,23 +184,13 @@ class TFLiteNetwork(ExportedNetwork):
                                                   [batch, *detail["shape"][1:]])
         self.batch_size = batch
 
-    def with_batch(self, batch: int, threads: int | None = None) -> TFLiteNetwork:
-        """Another instance of this network, for batches of ``batch`` inputs.
-
-        Raises
-        ------
-        AvscError
-            The graph cannot take another batch (a shape in it depends on the batch
-            in another way than through its first dimension).
-        """
-        return TFLiteNetwork(self.path, self.inputs, self.batch_size, threads or self.threads,
-                             "cpu", self.spin, batch)
-
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Copies: the runner's outputs are views of buffers the next call overwrites.
         return {k: np.array(v) for k, v in self._runner(**feed).items()}
 
 
+# Cached: the lanes of a Predictor open the same graph at the same batch, one each.
+@functools.cache
 def _check_batch_free(path: Path, exported: int, batch: int) -> None:
     """Raise ``ValueError`` (or TFLite's ``RuntimeError``) unless the graph in ``path``
     takes ``batch`` inputs as it took ``exported``: resized (without the delegate, so that

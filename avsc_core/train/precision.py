@@ -18,6 +18,8 @@ from typing import Any
 
 import keras
 
+from avsc_core.models.layers import walk_layers
+
 log = logging.getLogger(__name__)
 
 _POLICIES = {"mixed": "mixed_float16", "float32": "float32"}
@@ -67,7 +69,7 @@ def _float32_config(config: Any) -> Any:
 def float32_copy(model: keras.Model) -> keras.Model:
     """``model`` itself when it computes in float32 throughout, else a float32 model of the
     same architecture holding the same weights (a mixed model's weights are float32)."""
-    if all(layer.dtype_policy.name == "float32" for layer in _layers(model)):
+    if all(layer.dtype_policy.name == "float32" for layer in walk_layers(model)):
         return model
     config = _float32_config(keras.saving.serialize_keras_object(model))
     with precision_policy("float32"):
@@ -75,9 +77,3 @@ def float32_copy(model: keras.Model) -> keras.Model:
     copy.set_weights(model.get_weights())
     return copy
 
-
-def _layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
