@@ -134,12 +134,10 @@ def labels_source(csv: Path, rows: list[LabelRow], model: str | None = None) -> 
         The app's current model, used when the parameters name none that exists.
     """
     from avsc_core.bundle import read_manifest
-    from avsc_core.label.params import previous_params
+    from avsc_core.label.params import params_folder, previous_params
 
     params = previous_params(csv) or {}
-    # As avsc adapt reads it: relative to the CSV's folder, which an absolute one ignores.
-    recorded_folder = params.get("folder")
-    folder = csv.parent / recorded_folder if isinstance(recorded_folder, str) else csv.parent
+    folder = params_folder(csv, params) or csv.parent  # as avsc adapt reads it
     recorded = params.get("model")
     if isinstance(recorded, str) and (Path(recorded) / "manifest.json").is_file():
         model = recorded

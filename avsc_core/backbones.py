@@ -23,6 +23,7 @@ name            modality  feature                              strategy
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 AUDIO = "audio"
@@ -99,3 +100,10 @@ def backbone_entry(name: str) -> BackboneEntry:
 def modality_of(name: str) -> str:
     """``"audio"`` or ``"visual"``: what backbone ``name`` learns from."""
     return backbone_entry(name).modality
+
+
+def inputs_needed(features: Iterable[str]) -> tuple[tuple[str, ...], bool]:
+    """What backbones taking ``features`` need decoded: the spectrogram kinds (in the order
+    first named) and whether frames."""
+    features = list(features)
+    return tuple(dict.fromkeys(f for f in features if f != FRAMES)), FRAMES in features

@@ -64,3 +64,11 @@ def test_reading_the_registry_loads_no_tensorflow():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_what_backbones_need_decoded_comes_from_their_features():
+    from avsc_core.backbones import inputs_needed
+
+    assert inputs_needed(["mel", "frames", "cqt", "mel"]) == (("mel", "cqt"), True)
+    assert inputs_needed(["gam"]) == (("gam",), False)
+    assert inputs_needed(["frames"]) == ((), True)

@@ -15,7 +15,6 @@ CSV's parameters file records (``<stem>.params.json`` beside it, or a legacy
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -23,13 +22,11 @@ from pathlib import Path
 
 from avsc_core.datasets.types import counted
 from avsc_core.errors import AvscError
+from avsc_core.label.params import params_folder, previous_params
 
 FILE = "file"
 REVIEWED = "reviewed_label"
 ERROR = "error"
-PARAMS_SUFFIX = ".params.json"
-# One per folder, written by earlier versions of ``avsc label``.
-LEGACY_PARAMS = "params.json"
 # Missing files named in a refusal; the count says how many there are in all.
 _NAMED = 3
 
@@ -105,28 +102,9 @@ def check_reviewed(reviewed: Reviewed, classes: list[str]) -> None:
 
 
 def recorded_folder(labels_csv: Path) -> Path | None:
-    """The labelled folder the parameters file of ``labels_csv`` records, if any.
-
-    A relative folder is taken relative to the CSV's folder.
-    """
-    stem = labels_csv.stem if labels_csv.suffix.lower() == ".csv" else labels_csv.name
-    for params in (labels_csv.with_name(stem + PARAMS_SUFFIX), labels_csv.parent / LEGACY_PARAMS):
-        data = _read_json(params)
-        # ``labels`` and ``labels.csv`` share a parameters file: it says whose it is.
-        if data is None or data.get("labels") != labels_csv.name:
-            continue
-        folder = data.get("folder")
-        if isinstance(folder, str) and folder:
-            return labels_csv.parent / folder
-    return None
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """The labelled folder the parameters file of ``labels_csv`` records, if any
+    (:func:`~avsc_core.label.params.params_folder`)."""
+    return params_folder(labels_csv, previous_params(labels_csv))
 
 
 def _cell(row: dict[str | None, str | list[str] | None], column: str) -> str:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from avsc_core.adapt import HOLDOUT
 from avsc_core.adapt.reviewed import Reviewed, check_reviewed, read_reviewed
 from avsc_core.atomic import current_umask
-from avsc_core.backbones import FRAMES, FUSED
+from avsc_core.backbones import FUSED, inputs_needed
 from avsc_core.bundle import MANIFEST, Bundle, load_bundle
 from avsc_core.bundle.manifest import (
     head_entries,
@@ -241,9 +241,9 @@ def _adapt(
     from avsc_core.train.run import segment_probabilities
 
     features = {name: bundle.backbone_feature(name) for name in bundle.backbone_names}
-    kinds = tuple(dict.fromkeys(f for f in features.values() if f != FRAMES))
+    kinds, frames = inputs_needed(features.values())
     preparation = prepare_clips(clips, bundle.media, bundle.features, cache_dir, kinds=kinds,
-                                frames=FRAMES in features.values(), jobs=jobs,
+                                frames=frames, jobs=jobs,
                                 progress=progress, cancel=cancel)
     prepared = preparation.clips
     if not any(c.clip.split == LEARNT for c in prepared):

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avsc_core.backbones import AUDIO, BRANCHES, FUSED, MODALITIES, VISUAL
+from avsc_core.backbones import AUDIO, BRANCHES, FUSED, MODALITIES, VISUAL, inputs_needed
 from avsc_core.bundle import Bundle
 from avsc_core.errors import AvscError
 from avsc_core.inference.backbones import (
@@ -298,15 +298,7 @@ class Predictor:
 
     def needs(self) -> tuple[tuple[str, ...], bool]:
         """Spectrogram kinds and whether frames are needed by the bundle's backbones."""
-        kinds = []
-        frames = False
-        for name in self.bundle.backbone_names:
-            feature = self._feature(name)
-            if feature == "frames":
-                frames = True
-            elif feature not in kinds:
-                kinds.append(feature)
-        return tuple(kinds), frames
+        return inputs_needed(self._feature(name) for name in self.bundle.backbone_names)
 
     def _run_backbone(self, name: str, x: np.ndarray, visual: bool) -> dict[str, np.ndarray]:
         start = time.perf_counter()

@@ -18,6 +18,7 @@ read when its ``"labels"`` field names the CSV, so older runs resume.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,16 @@ def _read(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def params_folder(out_csv: Path, params: Mapping[str, Any] | None) -> Path | None:
+    """The labelled folder ``params`` (``out_csv``'s parameters) records, or ``None``.
+
+    It is taken relative to the CSV's folder (an absolute one stands as it is), so that a
+    CSV moved with its media still finds them.
+    """
+    folder = (params or {}).get("folder")
+    return out_csv.parent / folder if isinstance(folder, str) and folder else None
 
 
 def previous_params(out_csv: Path) -> dict[str, Any] | None:

@@ -95,11 +95,12 @@ def calibrate(
     """
     lookup = {c: i for i, c in enumerate(classes)}
     val = [i for i, c in enumerate(clips) if c.clip.split == SPLIT]
+    clip_rows = embeddings.clip_rows(val)
     fits = {}
     for head, probs in segment_probs.items():
         labels, answers = [], []
         for i in val:
-            rows = probs[embeddings.clip_index == i]
+            rows = probs[clip_rows[i]]
             if len(rows) and not np.isnan(rows).any():
                 labels.append(lookup[clips[i].clip.label])
                 answers.append(rows)
@@ -111,7 +112,7 @@ def calibrate(
         "fit": {head: fit.to_dict() for head, fit in fits.items()},
     }
     return {"calibration": calibration,
-            "unfamiliar": _fit_unfamiliar(out, embeddings, clips, lookup, val)}
+            "unfamiliar": _fit_unfamiliar(out, embeddings, clips, lookup, clip_rows)}
 
 
 def _fit_unfamiliar(
@@ -119,11 +120,11 @@ def _fit_unfamiliar(
     embeddings: Embeddings,
     clips: Sequence[PreparedClip],
     lookup: Mapping[str, int],
-    val: Sequence[int],
+    val_rows: Mapping[int, np.ndarray],
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"score": SCORE, "embedding": EMBEDDING, "quantile": QUANTILE,
                              "split": SPLIT}
-    if not val:
+    if not val_rows:
         return {**entry, "threshold": None, "skipped": "no validation clips"}
     labels = np.array([lookup[clips[i].clip.label] for i in embeddings.clip_index])
     train = np.array([clips[i].clip.split == "train" for i in embeddings.clip_index])
@@ -134,8 +135,7 @@ def _fit_unfamiliar(
         if usable.any():
             statistics[name] = pack_statistics(values[usable], labels[usable], len(lookup))
     scores = []
-    for i in val:
-        rows = embeddings.clip_index == i
+    for rows in val_rows.values():
         # As the Predictor scores a file: per segment the mean over the backbones that
         # ran on it, then the mean over its segments.
         ran = [embeddings.values[n][EMBEDDING_KIND][rows] for n in statistics]

@@ -59,6 +59,10 @@ class Embeddings:
             mask &= ~np.isnan(self.values[name][1][:, 0])
         return mask
 
+    def clip_rows(self, clips: Sequence[int]) -> dict[int, np.ndarray]:
+        """Each of ``clips``' rows (a boolean mask), computed once for all who read them."""
+        return {i: self.clip_index == i for i in clips}
+
     def save(self, path: Path) -> None:
         arrays = {"clip_index": self.clip_index}
         for name, kinds in self.values.items():

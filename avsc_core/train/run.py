@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avsc_core.backbones import (
-    AUDIO,
     BRANCHES,
     JOINT_AUDIO,
     JOINT_VISUAL,
-    VISUAL,
     backbone_entry,
+    inputs_needed,
 )
 from avsc_core.bundle.manifest import (
     MANIFEST,
@@ -229,8 +228,9 @@ def training_metrics(
     for split in ("val", "test"):
         members = [i for i, c in enumerate(clips) if c.clip.split == split]
         labels = [lookup[clips[i].clip.label] for i in members]
-        answers = [_clip_answers(scaled, embeddings.clip_index == i) for i in members]
-        raw = [_clip_answers(segment_probs, embeddings.clip_index == i) for i in members]
+        rows = embeddings.clip_rows(members)
+        answers = [_clip_answers(scaled, rows[i]) for i in members]
+        raw = [_clip_answers(segment_probs, rows[i]) for i in members]
         result[split] = {"n": len(members),
                          "branches": score_clips(labels, answers, classes, raw)}
     return result
@@ -497,8 +497,7 @@ def _run(
 
     parts = _parts(config)
     joint = config.strategy == "joint"
-    kinds = tuple(dict.fromkeys(f for m, f in parts.values() if m == AUDIO))
-    frames = any(m == VISUAL for m, _ in parts.values())
+    kinds, frames = inputs_needed(feature for _, feature in parts.values())
     preparation = prepare_clips(
         dataset.clips,
         media,
