@@ -1,11 +1,15 @@
-"""``avsc export --model MODEL --format tflite|onnx [--precision fp32|bf16|int8]``."""
+"""``avsc export --model MODEL --format tflite|onnx [--precision fp32|bf16|int8]
+[--calibration FILE_OR_FOLDER...] [--calibration-files N]``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from avsc_core.cli.common import cancel_on_interrupt, model_options, progress_printer
+from avsc_core.errors import AvscError
 from avsc_core.export.formats import FORMATS, PRECISIONS
+from avsc_core.export.quantize import CALIBRATION_FILES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,20 +19,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Convert every network of a model to TFLite or ONNX and keep the copy "
         "inside the bundle; classify, label and evaluate then use the fastest copy. What "
         "works: tflite fp32, tflite int8 and onnx fp32. fp32 gives the same answers as the "
-        "Keras model (checked on export); int8 (TFLite dynamic-range quantisation) is about "
-        "3x faster on a CPU with slightly different probabilities. bf16 is accepted but "
-        "refused: neither runtime computes in bf16 on a CPU, so it would be no faster than "
-        "fp32, only less exact.",
+        "Keras model (checked on export); tflite int8 (dynamic-range quantisation) is about "
+        "3x faster on a CPU with slightly different probabilities; onnx int8 is calibrated "
+        "on clips like those to be labelled (--calibration) and runs in OpenVINO, the "
+        "fastest on a CPU. bf16 is accepted but refused: no runtime here computes in bf16 "
+        "on a CPU, so it would be no faster than fp32, only less exact.",
         parents=[model_options()],
     )
     parser.add_argument(
         "--format", choices=FORMATS, required=True,
-        help="tflite (LiteRT; fp32 or int8) or onnx (ONNX Runtime; fp32 only) (required)",
+        help="tflite (LiteRT; fp32 or int8) or onnx (fp32 in ONNX Runtime; int8, "
+        "calibrated, in OpenVINO) (required)",
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
-        help="fp32 (default: the same answers as Keras), int8 (tflite only: about 3x faster "
-        "and 4x smaller) or bf16 (refused: no faster than fp32 on a CPU; use int8)",
+        help="fp32 (default: the same answers as Keras), int8 (about 3x faster and 4x "
+        "smaller; onnx int8 needs --calibration) or bf16 (refused: no faster than fp32 on a "
+        "CPU; use int8)",
+    )
+    parser.add_argument(
+        "--calibration", nargs="+", type=Path, metavar="FILE_OR_FOLDER",
+        help="media files (folders are searched recursively) like those the model will "
+        "label, to calibrate an onnx int8 export",
+    )
+    parser.add_argument(
+        "--calibration-files", type=int, default=CALIBRATION_FILES, metavar="N",
+        help=f"how many calibration files to decode, spread over them (default "
+        f"{CALIBRATION_FILES})",
     )
     parser.set_defaults(func=run)
 
@@ -42,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
     check_supported(args.format, args.precision)
     read_manifest(args.model)
     check_output_folder(args.model, "model bundle")
+    calibration = calibration_files(args.calibration) if args.calibration else None
+    if args.calibration_files < 1:
+        raise AvscError(f"--calibration-files must be at least 1, got {args.calibration_files}")
 
     from avsc_core.export import export_model
 
     printer = progress_printer()
     with cancel_on_interrupt() as cancelled:
-        result = export_model(args.model, args.format, args.precision, printer, cancelled)
+        result = export_model(args.model, args.format, args.precision, printer, cancelled,
+                              calibration=calibration,
+                              calibration_files=args.calibration_files)
     printer.close()
     networks = {**result.entry["backbones"], **result.entry["heads"]}
     size = sum((args.model / e["file"]).stat().st_size for e in networks.values())
@@ -55,3 +77,20 @@ def run(args: argparse.Namespace) -> int:
           f"{args.model}; largest probability difference from Keras on the check inputs: "
           f"{result.max_abs_diff:.2g}")
     return 0
+
+
+def calibration_files(paths: list[Path]) -> list[Path]:
+    """The media files named by ``paths``: files as given, folders searched recursively."""
+    from avsc_core.label import find_media_files
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(find_media_files(path, recursive=True))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise AvscError(f"{path}: --calibration: no such file or folder")
+    if not files:
+        raise AvscError(f"--calibration {' '.join(map(str, paths))}: no media files there")
+    return files

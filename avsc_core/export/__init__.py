@@ -5,7 +5,8 @@ TFLite or ONNX and records the files, with their checksums, under ``manifest["ex
 :class:`avsc_core.inference.predictor.Predictor` then runs them instead of Keras
 (``runtime="auto"`` takes the fastest export the bundle has). :mod:`.formats` says which
 formats and precisions exist and why, :mod:`.graph` prepares the Keras networks,
-:mod:`.convert` calls the converters and :mod:`.write` writes and checks the files;
+:mod:`.convert` calls the converters, :mod:`.quantize` calibrates the ONNX int8 graphs
+on media files and :mod:`.write` writes and checks the files;
 :mod:`avsc_core.inference.runtime` runs them (export writes, inference runs).
 """
 

@@ -28,9 +28,10 @@ What makes the difference on this CPU:
 - ``bf16`` is refused: neither TFLite (XNNPACK) nor ONNX Runtime's CPU provider computes
   in bf16 or fp16 on x86 (bf16 and fp16 TFLite models, with and without XNNPACK's fp16
   flag, ran at fp32 speed), so it would only lose precision.
-- ONNX is written in fp32 only: ONNX Runtime's int8 options were no faster than TFLite's
-  (static QDQ: InceptionV3 0.52 CPU seconds) or far slower (dynamic: 8.5; with only the
-  MatMuls quantised, ConvNeXtTiny took 0.75 against TFLite's 0.55).
+- ONNX int8 is static (calibrated) QDQ quantisation, run by OpenVINO
+  (:mod:`avsc_core.export.quantize`): in ONNX Runtime it was no faster than TFLite's int8
+  (InceptionV3 0.52 CPU seconds), and ONNX Runtime's dynamic quantisation far slower
+  (8.5; with only the MatMuls quantised, ConvNeXtTiny took 0.75 against TFLite's 0.55).
 
 Later measurements (AMD EPYC with AVX-512 VNNI and BF16, 2 cores, other work beside it;
 paper preset with trained-like LayerNorm and LayerScale values): the int8 ConvNeXtTiny
@@ -41,6 +42,13 @@ one took 2.7x longer; ONNX Runtime's NCHWc one is 3x faster but cannot run insid
 TFLite graph), the rest LayerNorm, GELU and the additions. Folding the LayerNorms' and
 LayerScales' affine parts into the pointwise layers (:mod:`.graph`) took it from 0.58 to
 0.55; InceptionV3 takes 0.15 and the three audio networks 0.06.
+
+``onnx-int8`` (same machine, ``benchmarks/label.py``, six real street videos, median of 7
+interleaved runs): calibrated QDQ visual networks in OpenVINO (ConvNeXtTiny 0.37 and
+InceptionV3 0.14 CPU seconds per 20 frames, one thread), audio networks and heads in fp32:
+2.17 files/s against TFLite int8's 1.81 (CPU seconds per file 0.85 against 1.06). It is
+first in ``runtime="auto"`` where OpenVINO is installed; without it the same graph runs in
+ONNX Runtime, 2.3x slower than in OpenVINO, after TFLite int8.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ from avsc_core.errors import AvscError
 from avsc_core.inference.runtime import AUTO_ORDER, FORMATS, SUFFIX
 
 # The runtimes inference can run are named there; what export writes of them, here.
-__all__ = ["AUTO_ORDER", "FORMATS", "PRECISIONS", "SUFFIX", "check_supported"]
+__all__ = ["AUTO_ORDER", "FORMATS", "PRECISIONS", "SUFFIX", "check_supported",
+           "needs_calibration"]
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -70,8 +79,8 @@ def check_supported(format: str, precision: str) -> None:
         )
     if precision in _UNSUPPORTED:
         raise AvscError(f"--precision {precision}: {_UNSUPPORTED[precision]}")
-    if format == "onnx" and precision != "fp32":
-        raise AvscError(
-            f"--format onnx --precision {precision}: ONNX exports are fp32 only; "
-            "use --format tflite for int8"
-        )
+
+
+def needs_calibration(format: str, precision: str) -> bool:
+    """Whether the export is calibrated on media files (static int8: ONNX int8)."""
+    return format == "onnx" and precision == "int8"

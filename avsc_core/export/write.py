@@ -9,6 +9,10 @@ right after conversion; an fp32 export whose probabilities differ by more than
 
 The fusion heads are exported in fp32 whatever the precision: they are a few thousand
 multiplications, and this keeps the fused answer as close to Keras as the backbones allow.
+
+An ONNX int8 export is calibrated: ``calibration`` files (clips like those the model will
+label) are decoded once into every backbone's inputs, which fix the int8 graph's ranges
+(:mod:`avsc_core.export.quantize`); the manifest records which files they were.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,8 @@ from avsc_core.atomic import atomic_write
 from avsc_core.bundle import Bundle, export_key, load_bundle, record_export
 from avsc_core.bundle.manifest import sha256
 from avsc_core.errors import AvscError
-from avsc_core.export.formats import SUFFIX, check_supported
+from avsc_core.export.formats import SUFFIX, check_supported, needs_calibration
+from avsc_core.export.quantize import CALIBRATION_FILES, calibration_inputs, quantize_onnx
 from avsc_core.inference.runtime import open_network
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
@@ -65,6 +70,7 @@ def _convert(format: str, precision: str, saved_model: Path) -> bytes:
     from avsc_core.export.convert import to_onnx, to_tflite
 
     try:
+        # An ONNX int8 graph starts as the fp32 one (quantised afterwards, with data).
         return to_tflite(saved_model, precision) if format == "tflite" else to_onnx(saved_model)
     except AvscError:
         raise
@@ -79,6 +85,8 @@ def export_model(
     precision: str = "fp32",
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    calibration: Sequence[str | Path] | None = None,
+    calibration_files: int = CALIBRATION_FILES,
 ) -> ExportResult:
     """Write an optimised copy of every network of ``model`` into the bundle.
 
@@ -90,18 +98,33 @@ def export_model(
     precision : {"fp32", "int8"}
         ``"bf16"`` is refused with the reason (see :mod:`avsc_core.export.formats`).
     progress : callable, optional
+        ``Progress("calibrate", done, total, {"file": path})`` per calibration file, then
         ``Progress("export", done, total, {"network": name})`` per network.
     cancel : callable, optional
-        Polled between networks; the bundle is left unchanged when it stops.
+        Polled between files and networks; the bundle is left unchanged when it stops.
+    calibration : sequence of path, optional
+        Media files for an ONNX int8 export's ranges (required there, unused otherwise).
+    calibration_files : int
+        How many of ``calibration`` to decode, spread over the sorted list.
 
     Raises
     ------
     AvscError
-        Unsupported format or precision, a model that cannot be loaded, a failed
-        conversion, or an fp32 export that does not reproduce Keras's answers.
+        Unsupported format or precision, a model that cannot be loaded, missing or
+        undecodable calibration files, a failed conversion, or an fp32 export that does
+        not reproduce Keras's answers.
     """
     check_supported(format, precision)
+    if needs_calibration(format, precision) and not calibration:
+        raise AvscError(
+            f"--format {format} --precision {precision} is calibrated on clips like those "
+            f"the model will label: give them with --calibration FILE_OR_FOLDER (up to "
+            f"{calibration_files} are decoded)")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    samples = None
+    if needs_calibration(format, precision):
+        samples = calibration_inputs(bundle, calibration or [], calibration_files,
+                                     progress, cancel)
     key = export_key(format, precision)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
     final = bundle.root / EXPORTS_DIR / f"{key}-{stamp}"
@@ -119,6 +142,8 @@ def export_model(
         "backbones": {},
         "heads": {},
     }
+    if samples is not None:
+        entry["calibration"] = samples.record()
     worst = 0.0
     try:
         for done, (group, name) in enumerate(networks):
@@ -126,7 +151,11 @@ def export_model(
                 raise Cancelled()
             if progress:
                 progress(Progress("export", done, len(networks), {"network": name}))
-            network = _export_one(bundle, group, name, format, precision, partial)
+            # Calibrated exports quantise only some backbones (the others stay fp32).
+            network = _export_one(
+                bundle, group, name, format,
+                "fp32" if samples and name not in samples.inputs else precision, partial,
+                samples.inputs.get(name) if samples else None)
             entry[group][name] = network
             worst = max(worst, network["check"]["max_abs_diff"]["probs"])
         if progress:
@@ -223,16 +252,25 @@ def _network(bundle: Bundle, group: str, name: str, precision: str) -> _Network:
 
 
 def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: str,
-                folder: Path) -> dict[str, Any]:
+                folder: Path, samples: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
     network = _network(bundle, group, name, precision)
     path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"
+    # A calibrated backbone's graph takes any batch: OpenVINO fixes it when it loads the
+    # graph, for a lane's share of the frames as well as for the exported batch (with a
+    # fixed one, the converter writes the batch into the reshapes of ConvNeXt's Dense
+    # layers, which no longer take another).
+    free = samples is not None
     with tempfile.TemporaryDirectory(prefix="avsc-export-") as tmp:
-        inputs = network.build(keras_model, network.batch, Path(tmp) / "saved_model")
+        inputs = network.build(keras_model, None if free else network.batch,
+                               Path(tmp) / "saved_model")
         data = _convert(format, network.precision, Path(tmp) / "saved_model")
+    if samples is not None and network.precision == "int8":
+        data = quantize_onnx(data, inputs, samples)
     with atomic_write(path, "wb") as handle:
         handle.write(data)
-    exported = open_network(format, path, {"inputs": inputs, "batch": network.batch})
+    exported = open_network(format, path, {"inputs": inputs, "batch": network.batch,
+                                            "precision": network.precision})
     diff = _compare(network.reference(network.example), exported(network.example))
     if precision == "fp32" and diff["probs"] > FP32_TOLERANCE:
         raise AvscError(

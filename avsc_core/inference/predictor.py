@@ -10,7 +10,7 @@ when the bundle has one (:mod:`avsc_core.inference.unfamiliar`).
 
 The networks run in Keras, or in an optimised copy written by ``avsc export``
 (:mod:`avsc_core.export`) when the bundle has one: ``runtime="auto"`` takes the fastest
-export recorded in the manifest (:data:`avsc_core.inference.runtime.AUTO_ORDER`), and Keras
+export recorded in the manifest (:func:`avsc_core.inference.runtime.auto_order`), and Keras
 when there is none. An export is used only when all of its networks are present.
 
 Where they run (:func:`choose_runtime`, :func:`runtime_device`): when a GPU is visible,
@@ -22,7 +22,7 @@ the networks in large batches, and ``avsc label`` gathers the segments of severa
 into one batch (:attr:`Predictor.batch_segments`, :meth:`Predictor.predict_many`).
 
 On a CPU, an export's networks run in :attr:`Predictor.lanes` threads side by side
-(TFLite and ONNX Runtime compute without the GIL), each network on one thread: the frames
+(TFLite, ONNX Runtime and OpenVINO compute without the GIL), each network on one thread: the frames
 of each visual network are split between the lanes (an instance of the network per lane,
 resized to its share of the frames: the same answers, since every frame goes through the
 network on its own), and the audio networks go to the least loaded lane. Compared with
@@ -59,6 +59,7 @@ from avsc_core.inference.device import (
     tensorflow_gpus,
     usable_cores,
 )
+from avsc_core.inference.runtime import RESIZABLE
 from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 log = logging.getLogger(__name__)
@@ -110,17 +111,21 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         When the requested export is not in the bundle, or ``device="gpu"`` and no
         runtime can use one.
     """
-    from avsc_core.inference.runtime import AUTO_ORDER, FORMATS
+    from avsc_core.inference.runtime import FORMATS, auto_order
 
     exports = bundle.exports
     complete = [k for k in exports if _complete(bundle, exports[k])]
-    ranked = sorted(complete, key=lambda k: AUTO_ORDER.index(k) if k in AUTO_ORDER else 99)
+    order = auto_order()
+    ranked = sorted(complete, key=lambda k: order.index(k) if k in order else 99)
     device = requested_device(device)
     if runtime == KERAS:
         return KERAS
     if runtime == "auto":
         if device != "cpu" and gpu_visible():
-            onnx = [k for k in ranked if exports[k]["format"] == "onnx"]
+            # fp32 first: ONNX Runtime's CUDA provider runs a QDQ graph's int8 layers
+            # no faster than fp32 ones, only less exactly.
+            onnx = sorted((k for k in ranked if exports[k]["format"] == "onnx"),
+                          key=lambda k: exports[k].get("precision") != "fp32")
             if onnx and onnx_cuda():
                 return onnx[0]
             if tensorflow_gpus():
@@ -173,9 +178,17 @@ def default_lanes(bundle: Bundle, runtime: str, device: str, threads: int) -> in
               if bundle.backbone_entry(n).get("modality") == VISUAL]
     if not visual:
         return 1
-    if bundle.exports[runtime]["format"] == "tflite":
+    if export_engine(bundle, runtime, device) in RESIZABLE:
         return min(threads, MAX_LANES)
     return max(1, min(len(visual), threads))
+
+
+def export_engine(bundle: Bundle, runtime: str, device: str = "cpu") -> str:
+    """The engine (:data:`~avsc_core.inference.runtime.ENGINES`) that runs export ``runtime``."""
+    from avsc_core.inference.runtime import engine_for
+
+    export = bundle.exports[runtime]
+    return engine_for(export["format"], export.get("precision", "fp32"), device)
 
 
 def _complete(bundle: Bundle, export: dict) -> bool:
@@ -214,6 +227,9 @@ class Predictor:
         self.embedding_type = int(bundle.manifest.get("embedding_type", 2))
         self.runtime = choose_runtime(bundle, runtime, device)
         self.device = runtime_device(bundle, self.runtime, device)
+        # What runs the export's networks (None: Keras).
+        self.engine = (None if self.runtime == KERAS
+                       else export_engine(bundle, self.runtime, self.device))
         if self.runtime == KERAS and self.device == "cpu" and gpu_visible():
             _hide_gpus_from_tensorflow()
         cores = threads or usable_cores()
@@ -243,16 +259,16 @@ class Predictor:
             where = ("TensorFlow's GPU " + ", ".join(tensorflow_gpus()) if self.device == "gpu"
                      else "the CPU")
             return f"Keras on {where}"
-        export = self.bundle.exports[self.runtime]
         if self.device == "gpu":
             return f"{self.runtime} export on the GPU (ONNX Runtime's CUDA provider)"
-        tflite = export["format"] == "tflite"
-        engine = "XNNPACK" if tflite else "ONNX Runtime CPU provider"
+        resizable = self.engine in RESIZABLE
+        engine = {"tflite": "XNNPACK", "onnxruntime": "ONNX Runtime CPU provider",
+                  "openvino": "OpenVINO CPU plugin"}[self.engine]
         cores = self.threads or usable_cores()
         threads = f"{cores} thread{'s' if cores != 1 else ''}"
         if self.lanes == 1:
             return f"{self.runtime} export on the CPU ({engine}, {threads})"
-        how = ("visual networks' frames split between them" if tflite
+        how = ("visual networks' frames split between them" if resizable
                else "networks shared out between them")
         return (f"{self.runtime} export on the CPU ({engine}, {self.lanes} lanes of "
                 f"{threads} side by side, {how})")
@@ -263,7 +279,8 @@ class Predictor:
         export = self.bundle.exports[self.runtime]
         entry = export[group][name]
         return open_network(export["format"], self.bundle.export_file(entry), entry,
-                            self.threads, self.device, spin=self.lanes == 1, batch=batch)
+                            self.threads, self.device, spin=self.lanes == 1, batch=batch,
+                            engine=self.engine)
 
     def backbone(self, name: str):
         """The runner of backbone ``name``: ``runner(x) -> {"emb1", "emb2", "probs"}``."""
@@ -325,7 +342,7 @@ class Predictor:
                 export = self.bundle.exports[self.runtime]
                 batch = int(export["backbones"][name]["batch"])
                 per_lane = -(-batch // self.lanes)
-                if export["format"] == "tflite" and batch > 1:
+                if self.engine in RESIZABLE and batch > 1:
                     try:
                         for lane in range(self.lanes):
                             self._replicas[(name, lane)] = self._export_network(

@@ -1,4 +1,4 @@
-"""Running exported networks: TFLite (LiteRT) and ONNX Runtime, behind one interface.
+"""Running exported networks: TFLite (LiteRT), ONNX Runtime and OpenVINO, behind one interface.
 
 An :class:`ExportedNetwork` is called with a batch of inputs and returns named outputs,
 like the Keras runner of :mod:`avsc_core.inference.backbones`: a backbone gives ``emb1``,
@@ -8,6 +8,12 @@ a call cuts its inputs into batches of that size and pads the last one.
 Neither runtime imports TensorFlow: classifying with an export starts faster and uses
 far less memory than with Keras. TFLite models run in LiteRT (``ai-edge-litert``) when it
 is installed, else in TensorFlow's own (deprecated) ``tf.lite.Interpreter``.
+
+Engines. A file's format does not say everything: an ONNX int8 export (calibrated QDQ
+graph, see :mod:`avsc_core.export.quantize`) runs in OpenVINO when it is installed, whose
+CPU plugin executes the quantised convolutions and matrix products in int8 kernels (ONNX
+Runtime's CPU provider, the fallback, took 2.3x longer on ConvNeXtTiny); every other ONNX
+export runs in ONNX Runtime. :func:`engine_for` makes the choice.
 
 Kernels. TFLite runs on the CPU only, in XNNPACK (AVX2, AVX-512 and VNNI kernels picked
 at run time for the CPU at hand; the int8 exports' QD8 GEMMs use VNNI where the CPU has
@@ -39,7 +45,38 @@ FORMATS = ("tflite", "onnx")
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 
 # ``Predictor(runtime="auto")`` takes the first of these the bundle has: fastest first.
-AUTO_ORDER = ("tflite-int8", "tflite-fp32", "onnx-fp32")
+# The calibrated ONNX int8 export leads only where OpenVINO can run it (see auto_order).
+AUTO_ORDER = ("onnx-int8", "tflite-int8", "tflite-fp32", "onnx-fp32")
+
+ENGINES = ("tflite", "onnxruntime", "openvino")
+# Engines whose graphs take another batch than the exported one (a Predictor's lanes split
+# a visual network's frames between instances of it).
+RESIZABLE = ("tflite", "openvino")
+
+
+def openvino_available() -> bool:
+    """Whether OpenVINO (``pip install openvino``, in the ``export`` extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def auto_order() -> tuple[str, ...]:
+    """:data:`AUTO_ORDER` for this machine: without OpenVINO the ONNX int8 export runs in
+    ONNX Runtime, slower than TFLite's int8, so it comes after it."""
+    if openvino_available():
+        return AUTO_ORDER
+    rest = tuple(k for k in AUTO_ORDER if k != "onnx-int8")
+    return (*rest[:1], "onnx-int8", *rest[1:])
+
+
+def engine_for(format: str, precision: str, device: str = "cpu") -> str:
+    """The engine (one of :data:`ENGINES`) that runs an export of ``format``/``precision``."""
+    if format == "tflite":
+        return "tflite"
+    if format == "onnx" and precision == "int8" and device == "cpu" and openvino_available():
+        return "openvino"
+    return "onnxruntime"
 
 
 def kernels_report() -> list[str]:
@@ -67,6 +104,9 @@ def kernels_report() -> list[str]:
 
         lines.append(f"ONNX Runtime {onnxruntime.__version__}: providers "
                      f"{', '.join(onnx_providers())}")
+    if openvino_available():
+        lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: CPU plugin "
+                     "(runs the ONNX int8 exports)")
     lines.append(f"GPU visible: {'yes' if gpu_visible() else 'no'}")
     return lines
 
@@ -247,19 +287,82 @@ class OnnxNetwork(ExportedNetwork):
         return dict(zip(self._outputs, self._session.run(self._outputs, feed)))
 
 
-NETWORKS = {"tflite": TFLiteNetwork, "onnx": OnnxNetwork}
+@functools.cache
+def _openvino_core():
+    import openvino
+
+    return openvino.Core()
+
+
+class OpenVinoNetwork(ExportedNetwork):
+    """A ``.onnx`` network run by OpenVINO's CPU plugin (the ONNX int8 exports).
+
+    ``batch`` other than the exported ``batch_size`` reshapes the graph, when every output
+    then has that batch in front (graphs that reshape the whole batch are refused); a graph
+    written with a free batch (the calibrated backbones) is fixed to ``batch_size``.
+    Answers are computed in fp32 outside the quantised layers (no bf16 precision hint),
+    so they do not depend on which x86 CPU runs them.
+    """
+
+    def __init__(self, path: Path, inputs: Mapping[str, str], batch_size: int,
+                 threads: int | None = None, device: str = "cpu", spin: bool = True,
+                 batch: int | None = None):
+        super().__init__(path, inputs, batch_size, threads, "cpu", spin)
+        try:
+            core = _openvino_core()
+        except ImportError as exc:
+            raise AvscError(f"{self.path}: openvino is not installed") from exc
+        try:
+            model = core.read_model(str(self.path))
+            # A graph that takes any batch is fixed to one: static shapes run faster.
+            self._reshape(model, batch or self.batch_size)
+            compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                # Pinned threads of two lanes could land on the same core.
+                "ENABLE_CPU_PINNING": False})
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
+            raise AvscError(f"{self.path}: cannot be loaded by OpenVINO ({reason})") from exc
+        self._request = compiled.create_infer_request()
+        self._outputs = [(port, port.get_any_name()) for port in compiled.outputs]
+
+    def _reshape(self, model, batch: int) -> None:
+        shapes = {port.get_any_name(): port.get_partial_shape() for port in model.inputs}
+        if all(shape.is_static and shape[0] == batch for shape in shapes.values()):
+            return
+        model.reshape({name: [batch, *list(shape)[1:]] for name, shape in shapes.items()})
+        for port in model.outputs:
+            shape = port.get_partial_shape()
+            if shape.rank.get_length() == 0 or shape[0] != batch:
+                raise AvscError(f"{self.path}: output {port.get_any_name()} has shape "
+                                f"{shape} for a batch of {batch}")
+        self.batch_size = batch
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # infer() releases the GIL while it computes; its results are views of the
+        # request's buffers, which the next call overwrites.
+        results = self._request.infer(feed)
+        return {name: np.array(results[port]) for port, name in self._outputs}
+
+
+NETWORKS = {"tflite": TFLiteNetwork, "onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}
 
 
 def open_network(format: str, path: Path, entry: Mapping, threads: int | None = None,
-                 device: str = "cpu", spin: bool = True, batch: int | None = None
-                 ) -> ExportedNetwork:
+                 device: str = "cpu", spin: bool = True, batch: int | None = None,
+                 engine: str | None = None) -> ExportedNetwork:
     """The runtime for one network of an export (``entry``: its manifest entry).
 
-    ``batch`` (TFLite only) resizes the graph to that many inputs per call; an
+    ``engine`` defaults to :func:`engine_for` the entry's format and precision. ``batch``
+    (TFLite and OpenVINO) resizes the graph to that many inputs per call; an
     :class:`AvscError` says when it cannot be.
     """
+    engine = engine or engine_for(format, entry.get("precision", "fp32"), device)
     if batch is None or batch == entry["batch"]:
-        return NETWORKS[format](path, entry["inputs"], entry["batch"], threads, device, spin)
-    if format != "tflite":
-        raise AvscError(f"{path}: a {format} graph keeps the batch it was exported with")
-    return TFLiteNetwork(path, entry["inputs"], entry["batch"], threads, device, spin, batch)
+        return NETWORKS[engine](path, entry["inputs"], entry["batch"], threads, device, spin)
+    if engine not in RESIZABLE:
+        raise AvscError(f"{path}: a {format} graph in {engine} keeps the batch it was "
+                        "exported with")
+    return NETWORKS[engine](path, entry["inputs"], entry["batch"], threads, device, spin,
+                            batch)

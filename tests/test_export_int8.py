@@ -1,0 +1,144 @@
+"""Calibrated int8 ONNX exports (``avsc export --format onnx --precision int8 --calibration``).
+
+The graph's ranges come from real decoded clips; OpenVINO runs it (ONNX Runtime when
+OpenVINO is missing); the labels stay those of the fp32 model; the manifest says which
+clips calibrated it.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from avsc_core.bundle import load_bundle
+from avsc_core.cli.main import main
+from avsc_core.errors import AvscError
+from avsc_core.export.quantize import calibration_inputs, dense_head_nodes, pick_files
+from avsc_core.inference import runtime as runtime_module
+from avsc_core.inference.classify import plan_for
+from avsc_core.inference.inputs import iter_input_batches
+from avsc_core.inference.predictor import Predictor
+from avsc_core.media import probe
+
+CALIBRATION_FILES = 6
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(trained_tiny_model, tiny_dataset, tmp_path_factory):
+    """A private copy of the tiny bundle with a calibrated ONNX int8 export, made by the CLI."""
+    root = tmp_path_factory.mktemp("int8") / "model"
+    shutil.copytree(trained_tiny_model, root)
+    assert main(["export", "--model", str(root), "--format", "onnx", "--precision", "int8",
+                 "--calibration", str(tiny_dataset),
+                 "--calibration-files", str(CALIBRATION_FILES)]) == 0
+    return load_bundle(root)
+
+
+@pytest.fixture(scope="module")
+def clip_batches(int8_bundle, tiny_dataset, tau_street_videos):
+    """Network inputs of every tiny clip and a real TAU street video."""
+    plan = plan_for(Predictor(int8_bundle, runtime="keras"))
+    clips = sorted(tiny_dataset.rglob("*.mp4")) + [tau_street_videos[0]]
+    return [b for clip in clips for b in iter_input_batches(clip, plan, probe(clip))]
+
+
+def test_int8_export_runs_in_openvino_with_the_fp32_labels(int8_bundle, clip_batches):
+    int8 = Predictor(int8_bundle)
+    assert int8.runtime == "onnx-int8" and int8.engine == "openvino"  # the fastest
+    assert "OpenVINO" in int8.describe()
+    keras_run = Predictor(int8_bundle, runtime="keras")
+    same = total = 0
+    for batch in clip_batches:
+        expected = keras_run.predict(batch.features, batch.frames).branches["fused"]
+        got = int8.predict(batch.features, batch.frames).branches["fused"]
+        assert np.max(np.abs(expected - got)) < 0.1
+        same += int(np.sum(expected.argmax(-1) == got.argmax(-1)))
+        total += len(expected)
+    assert same == total
+
+
+def test_the_manifest_records_the_calibration_clips(int8_bundle, tiny_dataset):
+    entry = int8_bundle.exports["onnx-int8"]
+    record = entry["calibration"]
+    expected = [p.name for p in pick_files(list(tiny_dataset.rglob("*.mp4")),
+                                           CALIBRATION_FILES)]
+    assert record["files"] == expected and record["skipped"] == 0
+    assert set(record["segments"]) == {"vis-inc"}  # the visual backbones are quantised
+    assert all(n >= CALIBRATION_FILES for n in record["segments"].values())
+    precisions = {name: e["precision"] for name, e in entry["backbones"].items()}
+    assert precisions == {"aud-mel": "fp32", "vis-inc": "int8"}
+    assert entry["heads"]["fused"]["precision"] == "fp32"  # heads stay fp32
+
+
+def test_lanes_split_the_frames_in_openvino_with_the_same_answers(int8_bundle, clip_batches):
+    in_turn = Predictor(int8_bundle, lanes=1, threads=2)
+    side_by_side = Predictor(int8_bundle, lanes=2, threads=2)
+    assert side_by_side.lanes == 2 and "frames split" in side_by_side.describe()
+    for batch in clip_batches[-2:]:
+        a = in_turn.predict(batch.features, batch.frames)
+        b = side_by_side.predict(batch.features, batch.frames)
+        for name in a.backbones:
+            np.testing.assert_allclose(a.backbones[name], b.backbones[name], atol=1e-5)
+    assert side_by_side._split["vis-inc"]
+
+
+def test_without_openvino_onnx_runtime_runs_it_after_tflite_int8(int8_bundle, clip_batches,
+                                                                monkeypatch):
+    with_openvino = Predictor(int8_bundle, runtime="onnx-int8")
+    monkeypatch.setattr(runtime_module, "openvino_available", lambda: False)
+    order = runtime_module.auto_order()
+    assert order.index("tflite-int8") < order.index("onnx-int8")
+    fallback = Predictor(int8_bundle, runtime="onnx-int8")
+    assert fallback.engine == "onnxruntime" and "ONNX Runtime" in fallback.describe()
+    for batch in clip_batches[:2]:
+        a = with_openvino.predict(batch.features, batch.frames).branches["fused"]
+        b = fallback.predict(batch.features, batch.frames).branches["fused"]
+        assert np.array_equal(a.argmax(-1), b.argmax(-1))
+        assert np.max(np.abs(a - b)) < 0.05  # the same graph; int8 kernels round alike
+
+
+def test_cli_refuses_int8_onnx_without_usable_calibration(trained_tiny_model, tmp_path,
+                                                         capsys):
+    root = tmp_path / "model"
+    shutil.copytree(trained_tiny_model, root)
+    base = ["export", "--model", str(root), "--format", "onnx", "--precision", "int8"]
+    assert main(base) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--calibration" in err and "\n" not in err
+    assert main([*base, "--calibration", str(tmp_path / "nowhere")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--calibration", str(tmp_path / "empty")]) == 1
+    assert "no media files there" in capsys.readouterr().err
+    assert not (root / "exports").exists()  # nothing half-written
+
+
+def test_undecodable_calibration_files_are_skipped_then_refused(trained_tiny_model,
+                                                               tiny_dataset, tmp_path):
+    bundle = load_bundle(trained_tiny_model)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
+    good = sorted(tiny_dataset.rglob("*.mp4"))[0]
+    calibration = calibration_inputs(bundle, [broken, good])
+    assert calibration.skipped == (str(broken),) and calibration.files == (str(good),)
+    assert all(calibration.inputs.values())
+    with pytest.raises(AvscError, match="no calibration input"):
+        calibration_inputs(bundle, [broken])
+
+
+def test_the_dense_head_after_pooling_stays_fp32(int8_bundle):
+    import onnx
+
+    entry = int8_bundle.exports["onnx-int8"]["backbones"]["vis-inc"]
+    model = onnx.load(str(int8_bundle.export_file(entry)))
+    graph, head = model.graph, dense_head_nodes(model.SerializeToString())
+    assert head
+    quantised_inputs = {i for n in graph.node if n.op_type == "DequantizeLinear"
+                        for i in n.output}
+    by_name = {n.name: n for n in graph.node}
+    for name in head:  # fed straight, not through a DequantizeLinear
+        assert not set(by_name[name].input) & quantised_inputs
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(set(n.input) & quantised_inputs for n in convs)
