@@ -59,7 +59,7 @@ def test_int8_export_runs_in_openvino_with_the_fp32_labels(int8_bundle, clip_bat
     assert same == total
 
 
-def test_the_manifest_records_the_calibration_clips(int8_bundle, tiny_dataset):
+def test_the_manifest_records_the_calibration_clips(int8_bundle, tiny_dataset, capsys):
     entry = int8_bundle.exports["onnx-int8"]
     record = entry["calibration"]
     expected = [p.name for p in pick_files(list(tiny_dataset.rglob("*.mp4")),
@@ -70,6 +70,9 @@ def test_the_manifest_records_the_calibration_clips(int8_bundle, tiny_dataset):
     precisions = {name: e["precision"] for name, e in entry["backbones"].items()}
     assert precisions == {"aud-mel": "fp32", "vis-inc": "int8"}
     assert entry["heads"]["fused"]["precision"] == "fp32"  # heads stay fp32
+    assert main(["info", "--model", str(int8_bundle.root)]) == 0
+    info = capsys.readouterr().out
+    assert f"calibrated on {CALIBRATION_FILES} files ({', '.join(expected[:3])} and" in info
 
 
 def test_lanes_split_the_frames_in_openvino_with_the_same_answers(int8_bundle, clip_batches):
@@ -120,10 +123,14 @@ def test_undecodable_calibration_files_are_skipped_then_refused(trained_tiny_mod
     bundle = load_bundle(trained_tiny_model)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
-    good = sorted(tiny_dataset.rglob("*.mp4"))[0]
+    clips = sorted(tiny_dataset.rglob("*.mp4"))
+    good = clips[0]
     calibration = calibration_inputs(bundle, [broken, good])
     assert calibration.skipped == (str(broken),) and calibration.files == (str(good),)
     assert all(calibration.inputs.values())
+    # A skipped pick is replaced by the next unused file: still `count` files in the end.
+    calibration = calibration_inputs(bundle, [broken, *clips[:3]], count=3)
+    assert len(calibration.files) == 3 and calibration.skipped == (str(broken),)
     with pytest.raises(AvscError, match="no calibration input"):
         calibration_inputs(bundle, [broken])
 

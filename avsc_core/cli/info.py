@@ -91,7 +91,28 @@ def describe(model: Path, brief: bool = False) -> str:
         if notes:
             lines.append("calibration")
             lines.extend(f"  {head:9} {note}" for head, note in notes.items())
+        if m.get("exports"):
+            lines.append("exports")
+            lines.extend(f"  {key:11} {_export_line(e)}" for key, e in m["exports"].items())
     return "\n".join(lines)
+
+
+def _export_line(export: dict) -> str:
+    """What an export holds: when it was written, which networks are not at its precision,
+    and for a calibrated one the clips that fixed its ranges."""
+    networks = {**export.get("backbones", {}), **export.get("heads", {})}
+    other = sorted(n for n, e in export.get("backbones", {}).items()
+                   if e.get("precision", export["precision"]) != export["precision"])
+    parts = [f"written {export.get('created', '?')} by avsc {export.get('avsc_version', '?')}",
+             f"{len(networks)} networks"]
+    if other:
+        parts.append(f"fp32: {', '.join(other)} and the heads")
+    calibration = export.get("calibration")
+    if calibration:
+        files = calibration.get("files", [])
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        parts.append(f"calibrated on {len(files)} files ({shown})")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,9 @@ What makes the difference on this CPU:
   range needs none, so its answers do not depend on which clips were at hand.
 - ``bf16`` is refused: neither TFLite (XNNPACK) nor ONNX Runtime's CPU provider computes
   in bf16 or fp16 on x86 (bf16 and fp16 TFLite models, with and without XNNPACK's fp16
-  flag, ran at fp32 speed), so it would only lose precision.
+  flag, ran at fp32 speed), so it would only lose precision. OpenVINO does on CPUs with
+  AVX512-BF16 (ConvNeXtTiny 0.49 CPU seconds per 20 frames against TFLite int8's 0.61),
+  but its calibrated int8 is faster still (0.37) and runs the same on every x86 CPU.
 - ONNX int8 is static (calibrated) QDQ quantisation, run by OpenVINO
   (:mod:`avsc_core.export.quantize`): in ONNX Runtime it was no faster than TFLite's int8
   (InceptionV3 0.52 CPU seconds), and ONNX Runtime's dynamic quantisation far slower
@@ -46,7 +48,8 @@ LayerScales' affine parts into the pointwise layers (:mod:`.graph`) took it from
 ``onnx-int8`` (same machine, ``benchmarks/label.py``, six real street videos, median of 7
 interleaved runs): calibrated QDQ visual networks in OpenVINO (ConvNeXtTiny 0.37 and
 InceptionV3 0.14 CPU seconds per 20 frames, one thread), audio networks and heads in fp32:
-2.17 files/s against TFLite int8's 1.81 (CPU seconds per file 0.85 against 1.06). It is
+2.09 files/s against TFLite int8's 1.74 (CPU seconds per file 0.88 against 1.10), labels
+equal to fp32 on 121 of 122 clips for both. It is
 first in ``runtime="auto"`` where OpenVINO is installed; without it the same graph runs in
 ONNX Runtime, 2.3x slower than in OpenVINO, after TFLite int8.
 """
@@ -65,7 +68,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 _UNSUPPORTED = {
     "bf16": "not written: TFLite and ONNX Runtime compute a bf16 model in fp32 on a CPU, so "
     "it would be no faster than fp32, only less exact; use --precision int8 (tflite: about "
-    "3x faster, 4x smaller) or fp32 (the same answers as Keras)",
+    "3x faster, 4x smaller; onnx with --calibration: faster still, in OpenVINO) or fp32 "
+    "(the same answers as Keras)",
 }
 
 
