@@ -13,6 +13,13 @@ class AvscError(Exception):
     """Base class for errors caused by the user's input, not by a bug."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type when it has none): what a
+    one-line report quotes of a library's multi-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class MediaError(AvscError):
     """A media file cannot be read, or lacks what was asked of it.
 

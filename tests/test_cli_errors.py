@@ -211,7 +211,7 @@ def test_every_option_has_help_with_its_default(command):
 
 def test_export_help_says_what_works_and_bf16_is_one_clear_line(trained_tiny_model, capsys):
     text = " ".join(_commands()["export"].format_help().split())
-    assert "What works: tflite fp32, tflite int8 and onnx fp32." in text
+    assert "What works: tflite fp32 and int8, onnx fp32 and int8." in text
     assert "bf16 is accepted but refused" in text
     assert main(["export", "--model", str(trained_tiny_model), "--format", "onnx",
                  "--precision", "bf16"]) == 1

@@ -8,6 +8,7 @@ clips calibrated it.
 from __future__ import annotations
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -121,18 +122,50 @@ def test_cli_refuses_int8_onnx_without_usable_calibration(trained_tiny_model, tm
 def test_undecodable_calibration_files_are_skipped_then_refused(trained_tiny_model,
                                                                tiny_dataset, tmp_path):
     bundle = load_bundle(trained_tiny_model)
-    broken = tmp_path / "broken.mp4"
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    broken = folder / "0-broken.mp4"  # sorts first: it is among the files picked
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
-    clips = sorted(tiny_dataset.rglob("*.mp4"))
-    good = clips[0]
-    calibration = calibration_inputs(bundle, [broken, good])
-    assert calibration.skipped == (str(broken),) and calibration.files == (str(good),)
+    clips = []
+    for clip in sorted(tiny_dataset.rglob("*.mp4"))[:3]:
+        clips.append(folder / clip.name)
+        shutil.copy(clip, clips[-1])
+    calibration = calibration_inputs(bundle, [broken, clips[0], clips[0]], count=2)
+    # A file named twice counts once; the broken one is skipped, not fatal.
+    assert calibration.skipped == (str(broken),) and calibration.files == (str(clips[0]),)
     assert all(calibration.inputs.values())
     # A skipped pick is replaced by the next unused file: still `count` files in the end.
-    calibration = calibration_inputs(bundle, [broken, *clips[:3]], count=3)
-    assert len(calibration.files) == 3 and calibration.skipped == (str(broken),)
-    with pytest.raises(AvscError, match="no calibration input"):
+    calibration = calibration_inputs(bundle, [broken, *clips], count=3)
+    assert calibration.files == tuple(map(str, clips)) and calibration.skipped == (str(broken),)
+    with pytest.raises(AvscError, match="no calibration frames"):
         calibration_inputs(bundle, [broken])
+    with pytest.raises(AvscError, match="at least 1 file"):
+        calibration_inputs(bundle, clips, count=0)
+
+
+def test_calibration_is_refused_where_nothing_is_calibrated(trained_tiny_model, tiny_dataset,
+                                                             capsys):
+    assert main(["export", "--model", str(trained_tiny_model), "--format", "tflite",
+                 "--precision", "int8", "--calibration", str(tiny_dataset)]) == 1
+    assert "is not calibrated" in capsys.readouterr().err
+
+
+def test_a_gpu_runs_the_fp32_onnx_export_not_the_calibrated_one(int8_bundle, monkeypatch):
+    from avsc_core.inference import predictor as predictor_module
+    from avsc_core.inference.predictor import choose_runtime, runtime_device
+
+    monkeypatch.delenv("AVSC_DEVICE", raising=False)
+    monkeypatch.setattr(predictor_module, "gpu_visible", lambda: True)
+    monkeypatch.setattr(predictor_module, "onnx_cuda", lambda: True)
+    # With only the int8 ONNX export, the GPU cannot take it: it stays on the CPU.
+    assert runtime_device(int8_bundle, "onnx-int8") == "cpu"
+    both = SimpleNamespace(exports={"onnx-int8": {"format": "onnx", "precision": "int8"},
+                                    "onnx-fp32": {"format": "onnx", "precision": "fp32"}},
+                           backbone_names=[], head_names=[], root=int8_bundle.root)
+    monkeypatch.setattr(predictor_module, "_complete", lambda bundle, export: True)
+    assert choose_runtime(both) == "onnx-fp32"
+    assert choose_runtime(both, "onnx") == "onnx-fp32"
+    assert choose_runtime(both, "onnx", device="cpu") == "onnx-int8"
 
 
 def test_the_dense_head_after_pooling_stays_fp32(int8_bundle):

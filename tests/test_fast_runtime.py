@@ -386,7 +386,8 @@ def test_decode_ahead_stops_when_the_consumer_does(exported_tiny, label_dir):
 
 
 def fake_bundle(*formats: str):
-    exports = {f"{f}-fp32": {"format": f, "backbones": {"aud-mel": {}}, "heads": {"fused": {}}}
+    exports = {f"{f}-fp32": {"format": f, "precision": "fp32", "backbones": {"aud-mel": {}},
+                            "heads": {"fused": {}}}
                for f in formats}
     return SimpleNamespace(exports=exports, backbone_names=["aud-mel"], head_names=["fused"],
                            root="model")

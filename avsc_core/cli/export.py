@@ -18,12 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a faster inference copy of a model into its bundle",
         description="Convert every network of a model to TFLite or ONNX and keep the copy "
         "inside the bundle; classify, label and evaluate then use the fastest copy. What "
-        "works: tflite fp32, tflite int8 and onnx fp32. fp32 gives the same answers as the "
+        "works: tflite fp32 and int8, onnx fp32 and int8. fp32 gives the same answers as the "
         "Keras model (checked on export); tflite int8 (dynamic-range quantisation) is about "
-        "3x faster on a CPU with slightly different probabilities; onnx int8 is calibrated "
-        "on clips like those to be labelled (--calibration) and runs in OpenVINO, the "
-        "fastest on a CPU. bf16 is accepted but refused: no runtime here computes in bf16 "
-        "on a CPU, so it would be no faster than fp32, only less exact.",
+        "3x faster on a CPU with slightly different probabilities; onnx int8 is "
+        "calibrated on clips like those to be labelled (--calibration) and runs in "
+        "OpenVINO, the fastest on a CPU. bf16 is accepted but refused: no runtime here "
+        "computes in bf16 on a CPU, so it would be no faster than fp32, only less exact.",
         parents=[model_options()],
     )
     parser.add_argument(
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--calibration", nargs="+", type=Path, metavar="FILE_OR_FOLDER",
         help="media files (folders are searched recursively) like those the model will "
-        "label, to calibrate an onnx int8 export",
+        "label, to calibrate an onnx int8 export (required there; default: none)",
     )
     parser.add_argument(
         "--calibration-files", type=int, default=CALIBRATION_FILES, metavar="N",
@@ -52,16 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avsc_core.bundle import read_manifest
-    from avsc_core.export.formats import check_supported
+    from avsc_core.export.formats import check_supported, needs_calibration
     from avsc_core.outputs import check_output_folder
 
     # All refused before TensorFlow loads: the converters need it, the checks do not.
     check_supported(args.format, args.precision)
     read_manifest(args.model)
     check_output_folder(args.model, "model bundle")
-    calibration = calibration_files(args.calibration) if args.calibration else None
     if args.calibration_files < 1:
         raise AvscError(f"--calibration-files must be at least 1, got {args.calibration_files}")
+    if args.calibration and not needs_calibration(args.format, args.precision):
+        raise AvscError(f"--calibration: a {args.format} {args.precision} export is not "
+                        "calibrated (only --format onnx --precision int8 is)")
+    calibration = calibration_files(args.calibration) if args.calibration else None
 
     from avsc_core.export import export_model
 

@@ -47,8 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from avsc_core.bundle import Bundle
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, first_line
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
+
+log = logging.getLogger(__name__)
 
 # Calibration files used by default: with 16 (9 of them videos) two near-tied labels of 122
 # clips changed, with 20 videos one (as with TFLite's int8); an export then decodes for
@@ -72,8 +74,8 @@ class Calibration:
     """Network inputs decoded from calibration files, per backbone.
 
     ``inputs[name]`` holds one array per segment, shaped as one call of the exported graph
-    takes it: ``(frames_per_segment, size, size, 3)`` uint8 frames for a visual backbone,
-    ``(1, bins, frames, channels)`` for an audio one. ``files`` are the files used.
+    takes it: ``(frames_per_segment, size, size, 3)`` uint8 frames (every quantised
+    backbone is visual). ``files`` are the files used.
     """
 
     inputs: dict[str, list[np.ndarray]]
@@ -103,36 +105,34 @@ def calibration_inputs(
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Calibration:
-    """Decode up to ``count`` of ``files`` into the inputs of every backbone
-    :func:`quantised_backbones` names.
+    """Decode up to ``count`` of ``files`` into the frames of every backbone
+    :func:`quantised_backbones` names (up to :data:`SEGMENTS_PER_FILE` segments a file).
 
     The files :func:`pick_files` chooses come first; one that cannot be decoded or has no
-    video is skipped (its name is kept in ``skipped``) and the next unused file of the
-    sorted list takes its place.
+    video is skipped (its name is kept in ``skipped``, the reason logged) and the next
+    unused file of the sorted list takes its place.
 
     Raises
     ------
     AvscError
-        When the model has no backbone to quantise, or no file gives inputs to one.
+        When ``count`` is below 1, the model has no backbone to quantise, or no file gives
+        frames.
     """
-    from avsc_core.backbones import inputs_needed
-    from avsc_core.features import FeatureExtractor
     from avsc_core.inference.inputs import iter_input_batches, make_plan, stream_warnings
     from avsc_core.media import probe
 
+    if count < 1:
+        raise AvscError(f"calibration needs at least 1 file, got {count}")
     names = quantised_backbones(bundle)
     if not names:
         raise AvscError("this model has no visual backbone, the only ones an onnx int8 export "
                         "quantises; use --format tflite --precision int8")
-    features = {name: bundle.backbone_feature(name) for name in names}
-    kinds, frames = inputs_needed(features.values())
-    plan = make_plan(bundle.media, bundle.features, kinds, frames)
-    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
+    plan = make_plan(bundle.media, bundle.features, (), True)
+    files = list(dict.fromkeys(Path(f) for f in files))  # a file named twice counts once
     chosen = pick_files(files, count)
     picked = set(chosen)
-    spare = [f for f in pick_files(files, len(files)) if f not in picked]
-    candidates = [*chosen, *spare]
-    inputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    candidates = [*chosen, *(f for f in pick_files(files, len(files)) if f not in picked)]
+    frames: list[np.ndarray] = []
     used: list[str] = []
     skipped: list[str] = []
     for path in candidates:
@@ -145,25 +145,20 @@ def calibration_inputs(
         try:
             info = probe(path)
             stream_warnings(path, info, plan)
-            segments = iter_input_batches(path, plan, info, extractor, batch_size=1)
+            segments = iter_input_batches(path, plan, info, batch_size=1)
             with contextlib.closing(segments):  # stops decoding the rest of a long file
                 batches = list(itertools.islice(segments, SEGMENTS_PER_FILE))
-        except AvscError:
+        except Exception as exc:  # noqa: BLE001 - a bad file is skipped, as label does
+            log.warning("calibration: skipped %s: %s", path, first_line(exc))
             skipped.append(str(path))
             continue
         used.append(str(path))
-        for batch in batches:
-            for name, feature in features.items():
-                if feature == "frames" and batch.frames is not None:
-                    inputs[name].extend(batch.frames)
-                elif batch.features is not None and feature in batch.features:
-                    inputs[name].extend(batch.features[feature][:, None])
-    empty = [name for name, values in inputs.items() if not values]
-    if empty:
+        frames.extend(segment for batch in batches for segment in batch.frames)
+    if not frames:
         raise AvscError(
-            f"no calibration input for {', '.join(empty)}: none of the {len(candidates)} "
-            "calibration files could be decoded into it (give clips with a video stream)")
-    return Calibration(inputs, tuple(used), tuple(skipped))
+            f"no calibration frames: none of the {len(candidates)} calibration files could "
+            "be decoded into them (give clips with a video stream)")
+    return Calibration({name: frames for name in names}, tuple(used), tuple(skipped))
 
 
 @contextlib.contextmanager
@@ -185,8 +180,9 @@ class _Reader:
     """``onnxruntime.quantization.CalibrationDataReader``: one exported-batch call at a time."""
 
     def __init__(self, name: str, samples: Sequence[np.ndarray]):
-        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
-            [{name: np.ascontiguousarray(s, np.float32)} for s in samples])
+        # Converted one call at a time: the samples stay uint8 frames until then.
+        self._feeds: Iterator[dict[str, np.ndarray]] = (
+            {name: np.ascontiguousarray(sample, np.float32)} for sample in samples)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
@@ -222,8 +218,7 @@ def quantize_onnx(model: bytes, inputs: Mapping[str, str], samples: Sequence[np.
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
                 )
         except Exception as exc:  # the quantiser raises many types; the message is what matters
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AvscError(f"int8 calibration failed: {reason}") from exc
+            raise AvscError(f"int8 calibration failed: {first_line(exc)}") from exc
         return target.read_bytes()
 
 

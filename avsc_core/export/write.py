@@ -11,7 +11,7 @@ The fusion heads are exported in fp32 whatever the precision: they are a few tho
 multiplications, and this keeps the fused answer as close to Keras as the backbones allow.
 
 An ONNX int8 export is calibrated: ``calibration`` files (clips like those the model will
-label) are decoded once into every backbone's inputs, which fix the int8 graph's ranges
+label) are decoded once into the visual backbones' frames, which fix the int8 graphs' ranges
 (:mod:`avsc_core.export.quantize`); the manifest records which files they were.
 """
 
@@ -33,10 +33,10 @@ from avsc_core import __version__
 from avsc_core.atomic import atomic_write
 from avsc_core.bundle import Bundle, export_key, load_bundle, record_export
 from avsc_core.bundle.manifest import sha256
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, first_line
 from avsc_core.export.formats import SUFFIX, check_supported, needs_calibration
 from avsc_core.export.quantize import CALIBRATION_FILES, calibration_inputs, quantize_onnx
-from avsc_core.inference.runtime import open_network
+from avsc_core.inference.runtime import engine_for, open_network
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 FP32_TOLERANCE = 1e-3
@@ -75,8 +75,7 @@ def _convert(format: str, precision: str, saved_model: Path) -> bytes:
     except AvscError:
         raise
     except Exception as exc:  # the converters raise many types; the message is what matters
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AvscError(f"{format} conversion failed: {reason}") from exc
+        raise AvscError(f"{format} conversion failed: {first_line(exc)}") from exc
 
 
 def export_model(
@@ -152,10 +151,11 @@ def export_model(
             if progress:
                 progress(Progress("export", done, len(networks), {"network": name}))
             # Calibrated exports quantise only some backbones (the others stay fp32).
+            quantised = samples.inputs.get(name) if samples and group == "backbones" else None
             network = _export_one(
                 bundle, group, name, format,
-                "fp32" if samples and name not in samples.inputs else precision, partial,
-                samples.inputs.get(name) if samples else None)
+                "fp32" if samples and quantised is None else precision, partial, quantised,
+                engine=engine_for(format, precision))
             entry[group][name] = network
             worst = max(worst, network["check"]["max_abs_diff"]["probs"])
         if progress:
@@ -252,7 +252,10 @@ def _network(bundle: Bundle, group: str, name: str, precision: str) -> _Network:
 
 
 def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: str,
-                folder: Path, samples: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+                folder: Path, samples: Sequence[np.ndarray] | None = None,
+                engine: str | None = None) -> dict[str, Any]:
+    """Write, then check against Keras, one network; ``engine`` is the one that will run
+    it (an export's fp32 networks run in the engine of the export's precision)."""
     keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
     network = _network(bundle, group, name, precision)
     path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"
@@ -269,8 +272,8 @@ def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: s
         data = quantize_onnx(data, inputs, samples)
     with atomic_write(path, "wb") as handle:
         handle.write(data)
-    exported = open_network(format, path, {"inputs": inputs, "batch": network.batch,
-                                            "precision": network.precision})
+    exported = open_network(format, path, {"inputs": inputs, "batch": network.batch},
+                            engine=engine)
     diff = _compare(network.reference(network.example), exported(network.example))
     if precision == "fp32" and diff["probs"] > FP32_TOLERANCE:
         raise AvscError(

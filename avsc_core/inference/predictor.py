@@ -59,7 +59,7 @@ from avsc_core.inference.device import (
     tensorflow_gpus,
     usable_cores,
 )
-from avsc_core.inference.runtime import RESIZABLE
+from avsc_core.inference.runtime import ENGINE_TITLES, RESIZABLE
 from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,8 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         return ranked[0] if ranked else KERAS
     if runtime in FORMATS:
         matching = [k for k in ranked if exports[k]["format"] == runtime]
+        if device != "cpu" and gpu_visible():  # the GPU runs fp32 ONNX (runtime_device)
+            matching.sort(key=lambda k: exports[k].get("precision") != "fp32")
         if matching:
             return matching[0]
     elif runtime in complete:
@@ -158,7 +160,10 @@ def runtime_device(bundle: Bundle, runtime: str, device: str = "auto") -> str:
         return "cpu"
     if runtime == KERAS:
         return "gpu" if tensorflow_gpus() else "cpu"
-    if bundle.exports[runtime]["format"] == "onnx" and onnx_cuda():
+    export = bundle.exports[runtime]
+    # A calibrated int8 graph is written for OpenVINO on the CPU; on CUDA its QDQ layers
+    # run no faster than the fp32 export's, only less exactly.
+    if export["format"] == "onnx" and export.get("precision") == "fp32" and onnx_cuda():
         return "gpu"
     return "cpu"
 
@@ -169,8 +174,8 @@ MAX_LANES = 4
 
 def default_lanes(bundle: Bundle, runtime: str, device: str, threads: int) -> int:
     """Lanes for an export on the CPU: one per core (at most :data:`MAX_LANES`) when its
-    visual networks' frames can be split between lanes (TFLite), else one per visual
-    network (ONNX: each runs whole in a lane); one for Keras and on a GPU, which schedule
+    visual networks' frames can be split between lanes (TFLite, OpenVINO), else one per
+    visual network (ONNX Runtime: each runs whole in a lane); one for Keras and on a GPU, which schedule
     their own work."""
     if runtime == KERAS or device != "cpu" or threads < 2:
         return 1
@@ -217,7 +222,7 @@ class Predictor:
     batch_segments : int, optional
         Segments of several files ``avsc label`` gathers into one call of the networks
         (:data:`GPU_BATCH_SEGMENTS` on a GPU, 0 on a CPU: one file's batch at a time,
-        since the exports' batch is fixed and larger calls gain nothing there).
+        since larger calls gain nothing there).
     """
 
     def __init__(self, bundle: Bundle, runtime: str = "auto", threads: int | None = None,
@@ -262,8 +267,7 @@ class Predictor:
         if self.device == "gpu":
             return f"{self.runtime} export on the GPU (ONNX Runtime's CUDA provider)"
         resizable = self.engine in RESIZABLE
-        engine = {"tflite": "XNNPACK", "onnxruntime": "ONNX Runtime CPU provider",
-                  "openvino": "OpenVINO CPU plugin"}[self.engine]
+        engine = ENGINE_TITLES[self.engine]
         cores = self.threads or usable_cores()
         threads = f"{cores} thread{'s' if cores != 1 else ''}"
         if self.lanes == 1:
@@ -334,8 +338,8 @@ class Predictor:
 
     def _frames_per_lane(self, name: str) -> int | None:
         """Frames per call of each lane's instance of visual backbone ``name``, or
-        ``None`` when it runs whole in one lane (Keras, ONNX, or a graph that cannot take
-        another batch)."""
+        ``None`` when it runs whole in one lane (Keras, ONNX Runtime, or a graph that cannot
+        take another batch)."""
         if name not in self._split:
             split = None
             if self.runtime != KERAS and self.lanes > 1:

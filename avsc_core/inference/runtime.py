@@ -2,10 +2,10 @@
 
 An :class:`ExportedNetwork` is called with a batch of inputs and returns named outputs,
 like the Keras runner of :mod:`avsc_core.inference.backbones`: a backbone gives ``emb1``,
-``emb2`` and ``probs``, a head ``probs``. The graphs have a fixed batch (``batch_size``):
-a call cuts its inputs into batches of that size and pads the last one.
+``emb2`` and ``probs``, a head ``probs``. Each loaded network has a fixed batch
+(``batch_size``): a call cuts its inputs into batches of that size and pads the last one.
 
-Neither runtime imports TensorFlow: classifying with an export starts faster and uses
+No runtime imports TensorFlow: classifying with an export starts faster and uses
 far less memory than with Keras. TFLite models run in LiteRT (``ai-edge-litert``) when it
 is installed, else in TensorFlow's own (deprecated) ``tf.lite.Interpreter``.
 
@@ -20,7 +20,7 @@ at run time for the CPU at hand; the int8 exports' QD8 GEMMs use VNNI where the 
 it). XNNPACK's "latest features" option and a 1x1 convolution in place of ConvNeXt's
 pointwise ``Dense`` made no difference (measured, AVX-512 VNNI machine). ONNX Runtime
 uses its CUDA provider when ``onnxruntime-gpu`` is installed and a GPU is visible
-(``device="gpu"``), else its CPU provider. Both release the GIL while they compute, so
+(``device="gpu"``), else its CPU provider. All three release the GIL while they compute, so
 networks of one file can run side by side in threads (see
 :class:`avsc_core.inference.predictor.Predictor`); a network sharing the cores with
 another is then given ``spin=False`` so that ONNX Runtime's idle threads do not busy-wait
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, first_line
 from avsc_core.inference.device import usable_cores
 from avsc_core.quiet import quiet_stderr
 
@@ -49,13 +49,15 @@ SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 AUTO_ORDER = ("onnx-int8", "tflite-int8", "tflite-fp32", "onnx-fp32")
 
 ENGINES = ("tflite", "onnxruntime", "openvino")
+ENGINE_TITLES = {"tflite": "XNNPACK", "onnxruntime": "ONNX Runtime CPU provider",
+                 "openvino": "OpenVINO CPU plugin"}
 # Engines whose graphs take another batch than the exported one (a Predictor's lanes split
 # a visual network's frames between instances of it).
 RESIZABLE = ("tflite", "openvino")
 
 
 def openvino_available() -> bool:
-    """Whether OpenVINO (``pip install openvino``, in the ``export`` extra) can be imported."""
+    """Whether OpenVINO (``pip install openvino``, in the ``export`` extra) is installed."""
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
@@ -105,8 +107,9 @@ def kernels_report() -> list[str]:
         lines.append(f"ONNX Runtime {onnxruntime.__version__}: providers "
                      f"{', '.join(onnx_providers())}")
     if openvino_available():
-        lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: CPU plugin "
-                     "(runs the ONNX int8 exports)")
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: CPU plugin "
+                         "(runs the ONNX int8 exports)")
     lines.append(f"GPU visible: {'yes' if gpu_visible() else 'no'}")
     return lines
 
@@ -312,6 +315,8 @@ class OpenVinoNetwork(ExportedNetwork):
             core = _openvino_core()
         except ImportError as exc:
             raise AvscError(f"{self.path}: openvino is not installed") from exc
+        except RuntimeError as exc:
+            raise AvscError(f"{self.path}: OpenVINO cannot start ({first_line(exc)})") from exc
         try:
             model = core.read_model(str(self.path))
             # A graph that takes any batch is fixed to one: static shapes run faster.
@@ -322,10 +327,10 @@ class OpenVinoNetwork(ExportedNetwork):
                 # Pinned threads of two lanes could land on the same core.
                 "ENABLE_CPU_PINNING": False})
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
-            raise AvscError(f"{self.path}: cannot be loaded by OpenVINO ({reason})") from exc
+            raise AvscError(f"{self.path}: cannot be loaded by OpenVINO ({first_line(exc)})"
+                            ) from exc
         self._request = compiled.create_infer_request()
-        self._outputs = [(port, port.get_any_name()) for port in compiled.outputs]
+        self._outputs = [(port, _output_name(port)) for port in compiled.outputs]
 
     def _reshape(self, model, batch: int) -> None:
         shapes = {port.get_any_name(): port.get_partial_shape() for port in model.inputs}
@@ -344,6 +349,14 @@ class OpenVinoNetwork(ExportedNetwork):
         # request's buffers, which the next call overwrites.
         results = self._request.infer(feed)
         return {name: np.array(results[port]) for port, name in self._outputs}
+
+
+def _output_name(port) -> str:
+    """The port's name as the graph's writer gave it (``probs``...): OpenVINO may add
+    aliases of merged tensors, and ``get_any_name`` could return one of those."""
+    names = port.get_names()
+    known = sorted(names & {"emb1", "emb2", "probs"})
+    return known[0] if known else port.get_any_name()
 
 
 NETWORKS = {"tflite": TFLiteNetwork, "onnxruntime": OnnxNetwork, "openvino": OpenVinoNetwork}

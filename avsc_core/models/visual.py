@@ -27,7 +27,7 @@ from pathlib import Path
 
 import keras
 
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, first_line
 from avsc_core.models.heads import dense_head
 from avsc_core.models.weights import IMAGENET_WEIGHTS, resolve_imagenet_weights
 
@@ -142,8 +142,8 @@ def build_application(
         except (ValueError, OSError, KeyError, TypeError) as exc:
             if path is None:
                 raise
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AvscError(f"{path}: not a weights file of a headless {arch} ({reason})") from exc
+            raise AvscError(f"{path}: not a weights file of a headless {arch} "
+                            f"({first_line(exc)})") from exc
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return model
