@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avsc_core.backbones import FRAMES
 from avsc_core.config import default_cache_dir
 from avsc_core.features.index import FileStamp, KeyIndex
 from avsc_core.features.store import (
@@ -38,7 +39,6 @@ from avsc_core.features.store import (
 
 log = logging.getLogger(__name__)
 
-FRAMES = "frames"
 _CHUNK = 1 << 20
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from avsc_core.backbones import FRAMES
 from avsc_core.config import FEATURE_KINDS, FeatureConfig, MediaConfig
 from avsc_core.errors import NoAudioError, NoVideoError
-from avsc_core.features.cache import FRAMES, FeatureCache
+from avsc_core.features.cache import FeatureCache
 from avsc_core.features.extract import FeatureExtractor
 from avsc_core.features.store import JPEG_QUALITY, FrameFile, SpectrogramFile
 from avsc_core.media import MediaInfo, iter_segments, probe

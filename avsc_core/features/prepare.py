@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avsc_core.backbones import FRAMES
 from avsc_core.config import FEATURE_KINDS, FeatureConfig, MediaConfig
 from avsc_core.datasets import Clip
 from avsc_core.errors import AvscError, MediaError, NoAudioError, NoVideoError
-from avsc_core.features.cache import FRAMES, FeatureCache
+from avsc_core.features.cache import FeatureCache
 from avsc_core.features.files import (
     cached_features,
     cached_frames,
