@@ -166,6 +166,9 @@ def test_a_gpu_runs_the_fp32_onnx_export_not_the_calibrated_one(int8_bundle, mon
     assert choose_runtime(both) == "onnx-fp32"
     assert choose_runtime(both, "onnx") == "onnx-fp32"
     assert choose_runtime(both, "onnx", device="cpu") == "onnx-int8"
+    # An int8-only bundle on a machine whose TensorFlow sees the GPU: Keras there.
+    monkeypatch.setattr(predictor_module, "tensorflow_gpus", lambda: ("/physical_device:GPU:0",))
+    assert choose_runtime(int8_bundle) == "keras"
 
 
 def test_the_dense_head_after_pooling_stays_fp32(int8_bundle):

@@ -131,7 +131,7 @@ def calibration_inputs(
     files = list(dict.fromkeys(Path(f) for f in files))  # a file named twice counts once
     chosen = pick_files(files, count)
     picked = set(chosen)
-    candidates = [*chosen, *(f for f in pick_files(files, len(files)) if f not in picked)]
+    candidates = [*chosen, *(f for f in sorted(files) if f not in picked)]
     frames: list[np.ndarray] = []
     used: list[str] = []
     skipped: list[str] = []

@@ -122,10 +122,7 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         return KERAS
     if runtime == "auto":
         if device != "cpu" and gpu_visible():
-            # fp32 first: ONNX Runtime's CUDA provider runs a QDQ graph's int8 layers
-            # no faster than fp32 ones, only less exactly.
-            onnx = sorted((k for k in ranked if exports[k]["format"] == "onnx"),
-                          key=lambda k: exports[k].get("precision") != "fp32")
+            onnx = [k for k in ranked if runs_on_cuda(exports[k])]
             if onnx and onnx_cuda():
                 return onnx[0]
             if tensorflow_gpus():
@@ -141,8 +138,8 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         return ranked[0] if ranked else KERAS
     if runtime in FORMATS:
         matching = [k for k in ranked if exports[k]["format"] == runtime]
-        if device != "cpu" and gpu_visible():  # the GPU runs fp32 ONNX (runtime_device)
-            matching.sort(key=lambda k: exports[k].get("precision") != "fp32")
+        if device != "cpu" and gpu_visible():
+            matching.sort(key=lambda k: not runs_on_cuda(exports[k]))
         if matching:
             return matching[0]
     elif runtime in complete:
@@ -160,12 +157,14 @@ def runtime_device(bundle: Bundle, runtime: str, device: str = "auto") -> str:
         return "cpu"
     if runtime == KERAS:
         return "gpu" if tensorflow_gpus() else "cpu"
-    export = bundle.exports[runtime]
-    # A calibrated int8 graph is written for OpenVINO on the CPU; on CUDA its QDQ layers
-    # run no faster than the fp32 export's, only less exactly.
-    if export["format"] == "onnx" and export.get("precision") == "fp32" and onnx_cuda():
-        return "gpu"
-    return "cpu"
+    return "gpu" if runs_on_cuda(bundle.exports[runtime]) and onnx_cuda() else "cpu"
+
+
+def runs_on_cuda(export: Mapping) -> bool:
+    """Whether ONNX Runtime's CUDA provider is to run ``export`` (a manifest entry): the
+    fp32 ONNX one. A calibrated int8 graph is written for OpenVINO on the CPU; on CUDA its
+    QDQ layers run no faster than fp32 ones, only less exactly."""
+    return export["format"] == "onnx" and export.get("precision") == "fp32"
 
 
 # Most lanes a Predictor opens by default: each holds an instance of every visual network.
