@@ -65,6 +65,11 @@ def can_review(row: LabelRow) -> bool:
     return not row.error and bool(row.label)
 
 
+def reviewed(row: LabelRow) -> bool:
+    """Someone has decided ``row``'s label (a failed file's row never counts)."""
+    return can_review(row) and bool(row.reviewed_label)
+
+
 def to_review(row: LabelRow) -> bool:
     return can_review(row) and not row.reviewed_label
 
@@ -258,7 +263,7 @@ class ReviewQueue:
         """Whether ``row`` passes the filters."""
         if self.state == TO_REVIEW and not to_review(row):
             return False
-        if self.state == REVIEWED and not row.reviewed_label:
+        if self.state == REVIEWED and not reviewed(row):
             return False
         if self.label is not None and row.label != self.label:
             return False
@@ -336,7 +341,7 @@ class ReviewQueue:
         """Rows ``to review``, ``reviewed``, ``failed``, ``shown`` and ``total``."""
         return {
             TO_REVIEW: sum(to_review(r) for r in self.rows),
-            REVIEWED: sum(bool(r.reviewed_label) and can_review(r) for r in self.rows),
+            REVIEWED: sum(reviewed(r) for r in self.rows),
             "failed": sum(not can_review(r) for r in self.rows),
             "shown": len(self.view),
             "total": len(self.rows),
@@ -390,10 +395,9 @@ class ReviewQueue:
     # ----- evidence and exports -----------------------------------------------------
     def evidence(self) -> tuple[list[float], list[bool]]:
         """Confidence of each reviewed answer, and whether the person confirmed it."""
-        reviewed = [r for r in self.rows
-                    if r.reviewed_label and can_review(r) and r.confidence is not None]
-        return ([float(r.confidence) for r in reviewed],
-                [r.reviewed_label == r.label for r in reviewed])
+        decided = [r for r in self.rows if reviewed(r) and r.confidence is not None]
+        return ([float(r.confidence) for r in decided],
+                [r.reviewed_label == r.label for r in decided])
 
     def export(self, path: str | Path, threshold: float | None = None) -> int:
         """Write :func:`export_rows` to ``path`` atomically; returns how many rows.

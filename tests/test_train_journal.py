@@ -15,7 +15,6 @@ from avsc_core.train.state import (
     EMBEDDINGS_STEP,
     JOINT_STEP,
     JOURNAL,
-    StepFiles,
     StepState,
     TrainState,
     canonical_step,
@@ -69,15 +68,6 @@ def test_the_app_titles_journal_steps_as_it_titles_progress_stages():
     assert stage_title(phase2_step("fused")) == "Phase II: fused fusion head"
     assert stage_title(EMBEDDINGS_STEP) == "Phase II: computing embeddings"
     assert stage_title(JOINT_STEP).startswith("Joint optimisation")
-
-
-def test_step_files_keep_their_places(tmp_path):
-    files = StepFiles.of(tmp_path, phase1_step("aud-mel"))
-    assert files.final == tmp_path / "backbones" / "aud-mel.keras"
-    assert files.last == tmp_path / "training" / "checkpoints" / "aud-mel.last.npz"
-    head = StepFiles.of(tmp_path, phase2_step("fused"))
-    assert head.final == tmp_path / "heads" / "fused.keras"
-    assert head.best == tmp_path / "training" / "checkpoints" / "head-fused.best.npz"
 
 
 # ----- read_journal ---------------------------------------------------------------------

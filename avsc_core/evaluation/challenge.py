@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avsc_core.atomic import atomic_write
-from avsc_core.inference.inputs import InputPlan, iter_input_batches
+from avsc_core.inference.inputs import InputPlan, feeds_model, iter_input_batches
 from avsc_core.media import Span, probe
 
 if TYPE_CHECKING:
@@ -33,9 +33,7 @@ if TYPE_CHECKING:
 def _batches(path: Path, plan: InputPlan, extractor: FeatureExtractor | None):
     """``path``'s batches for ``plan``, or ``None`` when the file lacks what it asks for."""
     info = probe(path)
-    if not ((plan.kinds and info.has_audio) or (plan.frames and info.has_video)):
-        return None
-    return iter_input_batches(path, plan, info, extractor)
+    return iter_input_batches(path, plan, info, extractor) if feeds_model(info, plan) else None
 
 
 def segment_predictions(

@@ -101,6 +101,11 @@ def make_plan(
     return InputPlan(media, features, tuple(kinds), frames, model_media.segment_samples)
 
 
+def feeds_model(info: MediaInfo, plan: InputPlan) -> bool:
+    """Whether a file with ``info``'s streams has any that ``plan`` uses."""
+    return (bool(plan.kinds) and info.has_audio) or (plan.frames and info.has_video)
+
+
 def stream_warnings(path: str | Path, info: MediaInfo, plan: InputPlan) -> list[str]:
     """Warnings for the model's branches that ``path`` cannot feed.
 
@@ -111,9 +116,7 @@ def stream_warnings(path: str | Path, info: MediaInfo, plan: InputPlan) -> list[
     """
     missing_audio = bool(plan.kinds) and not info.has_audio
     missing_video = plan.frames and not info.has_video
-    usable_audio = bool(plan.kinds) and info.has_audio
-    usable_video = plan.frames and info.has_video
-    if not (usable_audio or usable_video):
+    if not feeds_model(info, plan):
         lacks = [what for what, missing in (("no audio track", missing_audio),
                                             ("no video stream", missing_video)) if missing]
         raise MediaError(path, f"{' and '.join(lacks)}: nothing this model can use")

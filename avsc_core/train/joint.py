@@ -44,8 +44,8 @@ from avsc_core.train.pipeline import (
 )
 from avsc_core.train.precision import float32_copy
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.stage import RunContext, Stage, StageFiles
-from avsc_core.train.state import JOINT_STEP
+from avsc_core.train.stage import RunContext, Stage
+from avsc_core.train.state import JOINT_STEP, StageFiles
 from avsc_core.train.trainer import learning_rate, metrics, training_model
 
 # The training model's outputs, each with its own loss.

@@ -60,7 +60,7 @@ from avsc_core.train.state import (
     HEADS,
     JOINT_STEP,
     JOURNAL,
-    StepFiles,
+    StageFiles,
     TrainState,
     phase1_step,
 )
@@ -152,8 +152,8 @@ def _discard_step(out: Path, state: TrainState, name: str) -> None:
     if name == EMBEDDINGS_STEP:
         files = [out / EMBEDDINGS_CACHE]
     else:
-        step_files = StepFiles.of(out, name)
-        files = [step_files.final, step_files.last, step_files.best]
+        step_files = StageFiles.of(out, name)
+        files = [p for p in (step_files.final, step_files.last, step_files.best) if p]
     for path in files:
         path.unlink(missing_ok=True)
     del state.steps[name]

@@ -18,7 +18,6 @@ classes, strategy, progress and cancel.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from avsc_core.train.distribute import epoch_steps, worker_datasets
 from avsc_core.train.monitor import fit_and_keep_best
 from avsc_core.train.precision import precision_policy
 from avsc_core.train.settings import TrainConfig
-from avsc_core.train.state import CHECKPOINTS, JOINT_STEP, StepFiles, TrainState
+from avsc_core.train.state import StageFiles, TrainState
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -92,43 +91,6 @@ class RunContext:
     def batch(self) -> int:
         """The global batch: ``config.batch_size`` per replica, times the replicas."""
         return self.config.batch_size * self.distribution.num_replicas_in_sync
-
-
-@dataclass(frozen=True)
-class StageFiles:
-    """Where a stage keeps its work in the run folder.
-
-    Attributes
-    ----------
-    last, best : Path
-        The checkpoint of the last completed epoch (weights and optimizer state) and the
-        weights of the best epoch so far.
-    final : Path or None
-        Where the trained network is saved; ``None`` when the trainer saves its parts
-        itself (joint optimisation).
-    products : tuple of Path
-        The files a finished stage has left; with all of them there it is skipped.
-    """
-
-    last: Path
-    best: Path
-    final: Path | None
-    products: tuple[Path, ...]
-
-    @classmethod
-    def of(cls, out: Path, step: str) -> StageFiles:
-        """The files of journal step ``step``, named as every version has named them
-        (``phase1:<backbone>``, ``phase2:<head>``: :class:`~avsc_core.train.state.StepFiles`;
-        :data:`~avsc_core.train.state.JOINT_STEP`: ``joint.last.npz``, ``joint.best.npz``,
-        no products until the trainer names them)."""
-        if step == JOINT_STEP:
-            checkpoints = out / CHECKPOINTS
-            return cls(checkpoints / "joint.last.npz", checkpoints / "joint.best.npz", None, ())
-        files = StepFiles.of(out, step)
-        return cls(files.last, files.best, files.final, (files.final,))
-
-    def with_products(self, products: tuple[Path, ...]) -> StageFiles:
-        return dataclasses.replace(self, products=tuple(products))
 
 
 class Stage:

@@ -15,6 +15,7 @@ steps ``phase1/<backbone>``: :class:`TrainState` renames them as it reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,27 +74,43 @@ def canonical_step(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class StepFiles:
-    """Where a Phase I backbone or a Phase II head keeps its work in the run folder."""
+class StageFiles:
+    """Where a stage keeps its work in the run folder.
 
-    final: Path
+    Attributes
+    ----------
+    last, best : Path
+        The checkpoint of the last completed epoch (weights and optimizer state) and the
+        weights of the best epoch so far.
+    final : Path or None
+        Where the trained network is saved; ``None`` when the trainer saves its parts
+        itself (joint optimisation).
+    products : tuple of Path
+        The files a finished stage has left; with all of them there it is skipped.
+    """
+
     last: Path
     best: Path
+    final: Path | None
+    products: tuple[Path, ...]
 
     @classmethod
-    def of(cls, workdir: Path, step: str) -> StepFiles:
-        """The files of journal step ``step`` (``"phase1:<backbone>"``, ``"phase2:<head>"``)."""
+    def of(cls, out: Path, step: str) -> StageFiles:
+        """The files of journal step ``step``, named as every version has named them:
+        ``phase1:<backbone>`` saves ``backbones/<backbone>.keras``, ``phase2:<head>``
+        ``heads/<head>.keras`` (checkpoints ``head-<head>.*``), and :data:`JOINT_STEP` has
+        ``joint.last.npz`` and ``joint.best.npz``, no products until the trainer names them."""
+        checkpoints = out / CHECKPOINTS
+        if step == JOINT_STEP:
+            return cls(checkpoints / "joint.last.npz", checkpoints / "joint.best.npz", None, ())
         phase, model = step_parts(step)
-        checkpoints = workdir / CHECKPOINTS
-        if phase == PHASE1:
-            folder, prefix = workdir / "backbones", ""
-        else:
-            folder, prefix = workdir / "heads", "head-"
-        return cls(
-            folder / f"{model}.keras",
-            checkpoints / f"{prefix}{model}.last.npz",
-            checkpoints / f"{prefix}{model}.best.npz",
-        )
+        folder, prefix = (out / "backbones", "") if phase == PHASE1 else (out / "heads", "head-")
+        final = folder / f"{model}.keras"
+        return cls(checkpoints / f"{prefix}{model}.last.npz",
+                   checkpoints / f"{prefix}{model}.best.npz", final, (final,))
+
+    def with_products(self, products: tuple[Path, ...]) -> StageFiles:
+        return dataclasses.replace(self, products=tuple(products))
 
 
 @dataclass
