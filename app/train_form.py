@@ -45,12 +45,12 @@ SPLIT_NOTE = (
     f"for validation and {DEFAULT_FRACTION:.0%} for the final test."
 )
 _JOINT_ONLY = frozenset({"joint_epochs", "joint_feature", "joint_image_model",
-                         "joint_visual_stages", "joint_freeze_visual"})
+                         "joint_visual_stages", "joint_freeze_visual", "joint_branch_weight"})
 # The form fields each strategy ignores; the wizard greys them out.
 _UNUSED = {
     "two-phase": _JOINT_ONLY,
     "joint": frozenset({"fusion", "backbones", "phase1_epochs", "visual_epochs",
-                        "phase2_epochs"}),
+                        "phase2_epochs", "fusion_lr"}),
 }
 # What a preset change keeps; every other setting takes the new preset's default.
 _KEPT_BY_PRESET = ("strategy", "fusion", "backbones")
@@ -96,6 +96,7 @@ class TrainForm:
     patience: int
     audio_lr: float
     visual_lr: float
+    fusion_lr: float
     lr_schedule: str
     warmup_fraction: float
     precision: str
@@ -103,6 +104,9 @@ class TrainForm:
     joint_image_model: str
     joint_visual_stages: int
     joint_freeze_visual: bool
+    joint_branch_weight: float
+    mixup_alpha: float
+    seed: int
     data: str = ""
     layout: str = "auto"
     out: str = ""

@@ -222,6 +222,11 @@ def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, m
     advanced["warmup_fraction"].setValue(0.1)
     advanced["precision"].setCurrentText("mixed")
     advanced["jobs"].setValue(2)
+    advanced["mixup_alpha"].setValue(0.0)
+    assert advanced["mixup_alpha"].text() == "off"
+    advanced["seed"].setValue(12345)
+    advanced["fusion_lr"].setValue(3e-3)
+    assert not advanced["joint_branch_weight"].isEnabled()
     settings.out_edit.setText("/nowhere/model")
     jobs = []
     monkeypatch.setattr(view, "start", jobs.append)  # no training process
@@ -236,6 +241,7 @@ def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, m
     assert (job.config.preset, job.config.visual_epochs, job.config.patience,
             job.config.audio_lr, job.config.visual_lr, job.config.warmup_fraction,
             job.config.precision, job.jobs) == ("paper", 4, 3, 5e-4, 2e-5, 0.1, "mixed", 2)
+    assert (job.config.mixup_alpha, job.config.seed, job.config.fusion_lr) == (0.0, 12345, 3e-3)
     assert job.out == "/nowhere/model"
 
     # The joint options, once joint optimisation is chosen.
@@ -245,7 +251,10 @@ def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, m
     advanced["joint_visual_stages"].setValue(5)
     advanced["joint_freeze_visual"].setChecked(True)
     advanced["joint_feature"].setCurrentText("gam")
+    assert advanced["joint_branch_weight"].isEnabled() and not advanced["fusion_lr"].isEnabled()
+    advanced["joint_branch_weight"].setValue(0.5)
     config, _ = form_to_config(view.form())
+    assert (config.joint_branch_weight, config.seed) == (0.5, 12345)
     assert (config.strategy, config.joint_image_model, config.joint_visual_stages,
             config.joint_freeze_visual, config.joint_feature, config.patience) == (
         "joint", "inception_v3", 5, True, "gam", 3)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import app.train_form
 from app.train_form import (
     LAYOUT_CHOICES,
     SPLIT_NOTE,
@@ -100,17 +99,16 @@ def test_every_form_field_is_a_setting_or_a_run_option_and_a_cli_option():
     assert form <= train, form - train
 
 
-def test_a_setting_added_to_the_form_maps_without_code(monkeypatch):
-    # A config field the form does not show yet: a form with one more field carries it.
-    assert "mixup_alpha" not in {f.name for f in dataclasses.fields(TrainForm)}
-    wider = dataclasses.make_dataclass("WiderForm", [("mixup_alpha", float, 0.0)],
-                                       bases=(TrainForm,), frozen=True)
-    monkeypatch.setattr(app.train_form, "TrainForm", wider)
-    form = config_to_form(TrainConfig.for_preset("tiny", mixup_alpha=0.25))
-    assert isinstance(form, wider) and form.mixup_alpha == 0.25
-    config, _ = form_to_config(dataclasses.replace(form, mixup_alpha=0.75))
-    assert config.mixup_alpha == 0.75
-    assert saved_form(saved_settings(form)).mixup_alpha == 0.25
+def test_the_wizard_offers_every_training_setting_and_maps_it_by_name():
+    # Every setting `avsc train` has, the wizard has: a run made in the app can be any run.
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= {
+        f.name for f in dataclasses.fields(TrainForm)}
+    form = config_to_form(TrainConfig.for_preset("tiny", mixup_alpha=0.25, seed=7))
+    assert (form.mixup_alpha, form.seed) == (0.25, 7)
+    config, _ = form_to_config(dataclasses.replace(form, mixup_alpha=0.0, seed=11,
+                                                   fusion_lr=2e-3))
+    assert (config.mixup_alpha, config.seed, config.fusion_lr) == (0.0, 11, 2e-3)
+    assert saved_form(saved_settings(form)) == dataclasses.replace(form, data="", out="")
 
 
 def test_the_joint_settings_map_both_ways():
@@ -128,14 +126,15 @@ def test_the_joint_settings_map_both_ways():
 def test_the_form_greys_out_what_the_strategy_ignores():
     two_phase = with_preset(default_form(), "paper")
     joint = with_strategy(two_phase, "joint")
-    for name in ("fusion", "backbones", "phase1_epochs", "visual_epochs", "phase2_epochs"):
+    for name in ("fusion", "backbones", "phase1_epochs", "visual_epochs", "phase2_epochs",
+                 "fusion_lr"):
         assert not two_phase.unused(name) and joint.unused(name)
     for name in ("joint_epochs", "joint_feature", "joint_image_model", "joint_visual_stages",
-                 "joint_freeze_visual"):
+                 "joint_freeze_visual", "joint_branch_weight"):
         assert two_phase.unused(name) and not joint.unused(name)
     for name in ("preset", "strategy", "batch_size", "visual_weights", "out", "patience",
                  "audio_lr", "visual_lr", "lr_schedule", "warmup_fraction", "precision",
-                 "jobs"):
+                 "jobs", "mixup_alpha", "seed"):
         assert not two_phase.unused(name) and not joint.unused(name)
     # A constant rate has no warm-up.
     assert dataclasses.replace(joint, lr_schedule="constant").unused("warmup_fraction")

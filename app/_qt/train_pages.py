@@ -71,6 +71,10 @@ MAX_EPOCHS = 1000
 MAX_BATCH = 4096
 MAX_JOBS = 256
 MAX_STAGES = 11  # InceptionV3's; ConvNeXtTiny has 4
+MAX_SEED = 2**31 - 1
+MAX_MIXUP = 10.0
+MAX_WARMUP = 0.95
+MAX_BRANCH_WEIGHT = 10.0
 
 
 def _mono(widget: QWidget) -> None:
@@ -322,6 +326,17 @@ def _rate(tip: str) -> QDoubleSpinBox:
     return spin
 
 
+def _fraction(maximum: float, zero: str, tip: str) -> QDoubleSpinBox:
+    """A box for a setting from 0 to ``maximum``; 0 reads ``zero`` unless it is blank."""
+    spin = QDoubleSpinBox()
+    spin.setDecimals(3)
+    spin.setRange(0.0, maximum)
+    spin.setSingleStep(0.01 if maximum < 1 else 0.1)
+    spin.setSpecialValueText(zero)
+    spin.setToolTip(tip)
+    return spin
+
+
 def _count(maximum: int, zero: str, tip: str) -> QSpinBox:
     """A spin box whose 0 means ``zero`` (a default or "off")."""
     spin = _spin(maximum)
@@ -332,8 +347,8 @@ def _count(maximum: int, zero: str, tip: str) -> QSpinBox:
 
 class AdvancedSettings(QGroupBox):
     """The settings a run of the paper's recipe, or this machine, may need changed: per
-    visual-backbone epochs, early stopping, learning rates and their schedule, precision,
-    decoding processes and the joint encoders. :attr:`widgets` maps each
+    visual-backbone epochs, early stopping, learning rates and their schedule, mixup, the
+    random seed, precision, decoding processes and the joint encoders. :attr:`widgets` maps each
     :class:`~app.train_form.TrainForm` field shown here to its widget."""
 
     def __init__(self, parent: QWidget | None = None):
@@ -349,9 +364,14 @@ class AdvancedSettings(QGroupBox):
                               "acoustic encoder and the classifier)"),
             "visual_lr": _rate("Adam learning rate of the visual backbones (joint: of the "
                                "image model's layers)"),
+            "fusion_lr": _rate("Adam learning rate of the fusion heads (Phase II)"),
+            "mixup_alpha": _fraction(MAX_MIXUP, "off", "mixup's Beta(alpha, alpha) parameter: "
+                                     "training examples are blended pairwise; 0 turns it off"),
+            "seed": _spin(MAX_SEED),
             "lr_schedule": _combo(SCHEDULE_CHOICES, "cosine: a linear warm-up, then cosine "
                                   "decay to 0 by the last epoch; constant: the rate throughout"),
-            "warmup_fraction": QDoubleSpinBox(),
+            "warmup_fraction": _fraction(MAX_WARMUP, "", "Share of each network's steps "
+                                         "spent warming up (cosine only)"),
             "precision": _combo(PRECISION_CHOICES, "mixed: float16 computation, for GPUs with "
                                 "tensor cores; auto: mixed on a GPU, float32 otherwise"),
             "jobs": _count(MAX_JOBS, "one per core",
@@ -366,17 +386,19 @@ class AdvancedSettings(QGroupBox):
             "joint_visual_stages": _count(MAX_STAGES, "default",
                                           "Stages of the image model kept"),
             "joint_freeze_visual": QCheckBox("Keep the image layers fixed"),
+            "joint_branch_weight": _fraction(MAX_BRANCH_WEIGHT, "", "Weight of each "
+                                             "encoder's own loss beside the fused one"),
         }
-        warmup = self.widgets["warmup_fraction"]
-        warmup.setDecimals(3)
-        warmup.setRange(0.0, 0.95)
-        warmup.setSingleStep(0.01)
-        warmup.setToolTip("Share of each network's steps spent warming up (cosine only)")
+        self.widgets["seed"].setToolTip("Seeds the split, shuffling, mixup and initial "
+                                        "weights: the same seed trains the same model")
         labels = {
             "visual_epochs": "Phase I epochs (visual backbones)",
             "patience": "Early stopping patience",
             "audio_lr": "Audio learning rate",
             "visual_lr": "Visual learning rate",
+            "fusion_lr": "Fusion learning rate",
+            "mixup_alpha": "Mixup alpha",
+            "seed": "Random seed",
             "lr_schedule": "Learning-rate schedule",
             "warmup_fraction": "Warm-up fraction",
             "precision": "Precision",
@@ -386,6 +408,7 @@ class AdvancedSettings(QGroupBox):
             "joint_image_model": "Joint: image model",
             "joint_visual_stages": "Joint: image model stages",
             "joint_freeze_visual": "Joint: image layers",
+            "joint_branch_weight": "Joint: encoders' own loss weight",
         }
         form = QFormLayout(self)
         for name, widget in self.widgets.items():
@@ -459,8 +482,8 @@ class SettingsPage(QWidget):
         self.advanced_button = QPushButton("Advanced settings")
         self.advanced_button.setCheckable(True)
         self.advanced_button.setToolTip("Per-network epochs, early stopping, learning rates "
-                                        "and their schedule, precision, decoding processes, "
-                                        "the joint encoders")
+                                        "and their schedule, mixup, the random seed, "
+                                        "precision, decoding processes, the joint encoders")
         self.advanced_button.toggled.connect(self.advanced.setVisible)
         self.advanced.hide()
         button_row = QHBoxLayout()
