@@ -147,7 +147,8 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _start_workers(data: Path, out: Path, cache: Path, scratch: list[Path]) -> list:
+def _start_workers(data: Path, out: Path, cache: Path, scratch: list[Path],
+                   args: list[str] = TRAIN_ARGS, logs: str = "worker") -> list:
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
@@ -156,10 +157,10 @@ def _start_workers(data: Path, out: Path, cache: Path, scratch: list[Path]) -> l
                    TMPDIR=str(scratch[index]),
                    TF_CONFIG=json.dumps({"cluster": cluster,
                                          "task": {"type": "worker", "index": index}}))
-        log = scratch[index].parent / f"worker{index}.log"
+        log = scratch[index].parent / f"{logs}{index}.log"
         workers.append((subprocess.Popen(
             [sys.executable, "-m", "avsc_core", "train", str(data), "--out", str(out),
-             "--cache-dir", str(cache), *TRAIN_ARGS],
+             "--cache-dir", str(cache), *args],
             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT), log))
     return workers
 
@@ -216,3 +217,79 @@ def test_two_workers_over_loopback_write_the_single_process_bundle(tiny_dataset,
     assert not any(scratch[1].iterdir())
     assert not list(tmp_path.glob(".multi*.lock"))
     assert "the chief writes the bundle" in (tmp_path / "worker1.log").read_text()
+
+
+def _journal_step(out: Path, step: str) -> dict:
+    try:
+        return json.loads((out / "training" / "state.json").read_text())["steps"][step]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.mark.slow
+def test_two_workers_killed_mid_training_resume_from_the_chiefs_last_epoch(tiny_dataset,
+                                                                          tmp_path):
+    """A pre-empted cluster job: both workers die after an epoch; started again with
+    --resume, they go on from the chief's checkpoint instead of from the first epoch."""
+    from avsc_core.cli.main import main
+
+    cache = tmp_path / "cache"
+    epochs = 4
+    args = [*TRAIN_ARGS, "--epochs", str(epochs)]
+    # The cache both runs read, filled by one process so the workers do not race for it.
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "single"),
+                 "--cache-dir", str(cache), *TRAIN_ARGS]) == 0
+    out = tmp_path / "multi"
+    scratch = [tmp_path / f"tmp{i}" for i in range(2)]
+    for folder in scratch:
+        folder.mkdir()
+    workers = _start_workers(tiny_dataset, out, cache, scratch, args, logs="first")
+    deadline = time.monotonic() + WORKERS_TIMEOUT_S
+    step = _journal_step(out, "phase1:aud-mel")
+    while step.get("epochs_done", 0) < 1 and time.monotonic() < deadline:
+        if any(process.poll() is not None for process, _ in workers):
+            break
+        time.sleep(0.05)
+        step = _journal_step(out, "phase1:aud-mel")
+    for process, _ in workers:
+        process.kill()
+        process.wait()
+    done = step.get("epochs_done", 0)
+    assert 1 <= done < epochs and not step["finished"], (
+        step, (tmp_path / "first0.log").read_text()[-3000:])
+    # The killed non-chief could not remove its copy of the checkpoints; say it died an
+    # hour ago.
+    (left,) = scratch[1].glob("avsc-worker-*")
+    assert list(left.rglob("*.last.npz"))
+    an_hour_ago = time.time() - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+
+    _wait_all(_start_workers(tiny_dataset, out, cache, scratch, [*args, "--resume"],
+                             logs="worker"))
+    assert (out / "manifest.json").is_file()
+    assert _layout(out) == _layout(tmp_path / "single")
+    manifest = json.loads((out / "manifest.json").read_text())
+    history = manifest["history"]["phase1:aud-mel"]
+    # Every epoch once: the first ones from before the kill, the rest after it.
+    assert len(history) == epochs, history
+    # The non-chief resumed from a copy of the chief's journal and removed it, and the
+    # killed one's folder went too.
+    assert not list(scratch[1].glob("*avsc-worker-*"))
+
+
+def test_only_the_folders_of_dead_workers_are_removed(tmp_path):
+    from avsc_core.locks import OutputLock
+    from avsc_core.train.run import remove_stale_worker_folders
+
+    dead, live, young, other = (tmp_path / name for name in (
+        "avsc-worker-dead", "avsc-worker-live", "avsc-worker-young", "someone-else"))
+    an_hour_ago = time.time() - 3600
+    for folder in (dead, live, young, other):
+        (folder / "model" / "training").mkdir(parents=True)
+        (folder / "model" / "training" / "state.json").write_text("{}")
+        if folder is not young:
+            os.utime(folder, (an_hour_ago, an_hour_ago))
+    with OutputLock(live):  # a worker still training
+        assert remove_stale_worker_folders(tmp_path) == 1
+        assert not dead.exists() and live.exists() and young.exists() and other.exists()
+    assert not list(tmp_path.glob(".avsc-worker-*.lock"))

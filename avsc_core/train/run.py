@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,10 +71,16 @@ from avsc_core.train.validate import check_classes, check_prepared
 if TYPE_CHECKING:
     from avsc_core.train.stage import RunContext
 
+log = logging.getLogger(__name__)
+
 PHASES = ("1", "2")
 EMBEDDINGS_CACHE = Path("training") / "embeddings.npz"
 # What a run writes into its folder besides the manifest (see the module docstring).
 RUN_FOLDERS = ("training", "backbones", "heads")
+# A non-chief worker's folder in the temporary folder (see _run_folder), and the age after
+# which one that no live worker holds is removed.
+WORKER_PREFIX = "avsc-worker-"
+STALE_WORKER_AGE_S = 60.0
 
 
 def _check_phases(config: TrainConfig, phases: Sequence[str]) -> None:
@@ -411,12 +419,37 @@ def _run_folder(out: Path, resume: bool) -> Iterator[Path]:
         with OutputLock(out):
             yield out
         return
-    with tempfile.TemporaryDirectory(prefix="avsc-worker-") as scratch:
+    remove_stale_worker_folders()
+    with tempfile.TemporaryDirectory(prefix=WORKER_PREFIX) as scratch, OutputLock(scratch):
         work = Path(scratch) / (out.name or "model")
         work.mkdir()
         if resume:
             _copy_chief_folder(out, work)
         yield work
+
+
+def remove_stale_worker_folders(root: Path | None = None,
+                                min_age_s: float = STALE_WORKER_AGE_S) -> int:
+    """Remove the folders of non-chief workers that were killed (a pre-empted cluster job):
+    their copies of the checkpoints would otherwise stay in the temporary folder, run after
+    run. A folder is stale when no live process holds its lock; one younger than
+    ``min_age_s`` is left alone, since its worker may not have taken the lock yet.
+    Returns how many were removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = 0
+    for folder in root.glob(f"{WORKER_PREFIX}*"):
+        try:
+            if not folder.is_dir() or time.time() - folder.stat().st_mtime < min_age_s:
+                continue
+            with OutputLock(folder):
+                shutil.rmtree(folder)
+        except (OSError, AvscError):
+            continue  # a live worker's, or not ours to remove
+        removed += 1
+    if removed:
+        log.info("removed %d folder%s of killed training workers from %s",
+                 removed, "s" if removed != 1 else "", root)
+    return removed
 
 
 def _copy_chief_folder(out: Path, work: Path) -> None:
