@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import webvtt
@@ -61,6 +62,25 @@ def test_classify_writes_segments_vtt_and_audacity_that_parsers_read(
     assert len(track) == len(segments)
     start, end, text = track[0].split("\t")
     assert float(start) == 0.0 and float(end) > 0 and text.startswith(rows[0]["label"])
+
+
+def test_classify_names_captions_after_the_files_not_the_paths_typed(
+        trained_tiny_model, make_media, tmp_path, capsys, monkeypatch):
+    """``--vtt DIR`` writes ``DIR/<file stem>.vtt`` whatever folders the path was typed
+    with; two files sharing a stem keep their folders, so neither overwrites the other."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("day1", "day2/trip"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("day1/walk.mp4", "day2/trip/walk.mp4", "day2/ride.mp4"):
+        make_media(name, seconds=2.0)
+    model = str(trained_tiny_model)
+    assert main(["classify", "--model", model, "day2/ride.mp4", "--vtt", "one"]) == 0
+    assert [p.relative_to("one").as_posix() for p in Path("one").rglob("*.vtt")] == ["ride.vtt"]
+    assert main(["classify", "--model", model, "day1/walk.mp4", "day2/trip/walk.mp4",
+                 "day2/ride.mp4", "--vtt", "many"]) == 0
+    assert sorted(p.relative_to("many").as_posix() for p in Path("many").rglob("*.vtt")) == [
+        "day1/walk.vtt", "day2/trip/walk.vtt", "ride.vtt"]
+    capsys.readouterr()
 
 
 def test_unwritable_timeline_outputs_are_refused_before_work(trained_tiny_model, make_media,

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     check_timeline_outputs(args)
     from avsc_core.inference.classify import classify_files, load_predictor
     from avsc_core.inference.review import check_min_confidence
-    from avsc_core.timeline import TimelineOutputs
+    from avsc_core.timeline import TimelineOutputs, file_names
 
     check_min_confidence(args.min_confidence)
     predictor = load_predictor(args.model)
@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     table = Table(args.files, predictor.bundle.classes, args.min_confidence)
     printer = progress_printer()
     results, failures = [], 0
-    timeline = TimelineOutputs(args.segments, args.vtt, args.audacity)
+    timeline = TimelineOutputs(args.segments, args.vtt, args.audacity,
+                               names=file_names(args.files))
     with cancel_on_interrupt() as cancelled:
         outcomes = classify_files(
             args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled

@@ -8,6 +8,7 @@ and keeps, on a resumed run, the rows of the files already labelled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,10 @@ class TimelineOutputs:
     keep : set of str, optional
         Files whose rows an earlier run wrote and that stay labelled (a resumed ``label``
         run): the segments CSV keeps their rows and drops the others'. None for a new run.
+    names : mapping, optional
+        The name each file's sidecars take (:func:`~avsc_core.timeline.writers.file_names`
+        for ``classify``); by default the file's own, subfolders kept (``label``'s files,
+        relative to the labelled folder).
     """
 
     def __init__(
@@ -53,7 +58,9 @@ class TimelineOutputs:
         vtt_dir: Path | None,
         audacity_dir: Path | None,
         keep: set[str] | None = None,
+        names: Mapping[str, str] | None = None,
     ):
+        self.names = dict(names or {})
         self.vtt_dir = vtt_dir
         self.audacity_dir = audacity_dir
         self.csv = SegmentsCsv(segments_csv, keep=keep) if segments_csv is not None else None
@@ -65,10 +72,11 @@ class TimelineOutputs:
         rows = segment_rows(result.to_dict(), file=file)
         if self.csv is not None:
             self.csv.add(rows)
+        name = self.names.get(file, file)
         if self.vtt_dir is not None:
-            write_vtt(sidecar_path(self.vtt_dir, file, ".vtt"), rows)
+            write_vtt(sidecar_path(self.vtt_dir, name, ".vtt"), rows)
         if self.audacity_dir is not None:
-            write_audacity(sidecar_path(self.audacity_dir, file, ".txt"), rows)
+            write_audacity(sidecar_path(self.audacity_dir, name, ".txt"), rows)
 
     def close(self) -> None:
         if self.csv is not None:

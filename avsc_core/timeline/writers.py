@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,14 @@ class SegmentsCsv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_names(files: Sequence[str | Path]) -> dict[str, str]:
+    """The name each of ``files`` (as given to ``classify``) gives its sidecars: its own
+    name alone, so ``--vtt DIR`` writes ``DIR/<file stem>.vtt``, but the path as given
+    where two of the files share a stem, so that neither overwrites the other."""
+    stems = collections.Counter(Path(f).stem for f in files)
+    return {str(f): Path(f).name if stems[Path(f).stem] == 1 else str(f) for f in files}
 
 
 def sidecar_path(folder: str | Path, file: str, suffix: str) -> Path:
