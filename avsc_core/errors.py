@@ -13,6 +13,11 @@ class AvscError(Exception):
     """Base class for errors caused by the user's input, not by a bug."""
 
 
+class UsageError(AvscError):
+    """Options that cannot go together (``--epochs`` with ``--phase1-epochs``): the command
+    line exits 2 for it, as for the usage errors argparse finds itself."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (its type when it has none): what a
     one-line report quotes of a library's multi-line error."""

@@ -209,15 +209,16 @@ def test_every_option_has_help_with_its_default(command):
                 f"avsc {command} {name}: the help does not say the default")
 
 
-def test_export_help_says_what_works_and_bf16_is_one_clear_line(trained_tiny_model, capsys):
+def test_export_help_says_what_works_and_tflite_bf16_is_one_clear_line(trained_tiny_model,
+                                                                         capsys):
     text = " ".join(_commands()["export"].format_help().split())
-    assert "What works: tflite fp32 and int8, onnx fp32 and int8." in text
-    assert "bf16 is accepted but refused" in text
-    assert main(["export", "--model", str(trained_tiny_model), "--format", "onnx",
+    assert "What works: tflite fp32 and int8, onnx fp32, bf16 and int8." in text
+    assert "tflite bf16 is refused" in text
+    assert main(["export", "--model", str(trained_tiny_model), "--format", "tflite",
                  "--precision", "bf16"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("avsc export: error: --precision bf16:")
-    assert "use --precision int8" in err
+    assert "use --format onnx --precision bf16" in err
 
 
 # --- classify names its runtime --------------------------------------------------------

@@ -114,6 +114,38 @@ def test_asking_for_a_missing_runtime_says_how_to_make_it(exported):
     assert Predictor(bundle, runtime="tflite").runtime == "tflite-fp32"
 
 
+def test_runtime_option_chooses_what_answers(exported, tiny_dataset, tau_street_videos,
+                                             tmp_path, capsys):
+    """``--runtime`` of classify, label and evaluate: ``keras`` gives the trained model's own
+    answers (those ``avsc info``'s metrics come from) although the bundle has an export."""
+    from avsc_core.evaluation.evaluate import evaluate_model
+
+    root = exported[0]
+    video = str(tau_street_videos[0])
+    answers = {}
+    for runtime in ("auto", "keras"):
+        assert main(["classify", "--model", str(root), video, "--json",
+                     "--runtime", runtime]) == 0
+        answers[runtime] = json.loads(capsys.readouterr().out)
+    assert (answers["auto"]["runtime"], answers["keras"]["runtime"]) == ("tflite-fp32", "keras")
+    assert main(["classify", "--model", str(root), video, "--runtime", "onnx"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no onnx export in this model (exports: tflite-fp32)" in err
+
+    recorded = json.loads((root / "manifest.json").read_text())["metrics"]["test"]
+    evaluated = evaluate_model(root, tiny_dataset, split="test", runtime="keras")
+    assert evaluated["runtime"] == "keras"
+    for branch in ("audio", "visual", "fused"):
+        assert evaluated["branches"][branch]["log_loss"] == pytest.approx(
+            recorded["branches"][branch]["log_loss"], abs=1e-6)
+
+    out = tmp_path / "labels.csv"
+    assert main(["label", "--model", str(root), str(tiny_dataset), "--recursive",
+                 "--out", str(out), "--runtime", "keras"]) == 0
+    params = json.loads((tmp_path / "labels.params.json").read_text())
+    assert params["runtime"] == "keras"  # recorded with the run's settings
+
+
 def test_visual_network_runs_any_number_of_frames(exported, real_inputs):
     """The graph has a fixed batch (one segment's frames); other counts are padded."""
     bundle = load_bundle(exported[0])

@@ -146,7 +146,7 @@ def test_undecodable_calibration_files_are_skipped_then_refused(trained_tiny_mod
 def test_calibration_is_refused_where_nothing_is_calibrated(trained_tiny_model, tiny_dataset,
                                                              capsys):
     assert main(["export", "--model", str(trained_tiny_model), "--format", "tflite",
-                 "--precision", "int8", "--calibration", str(tiny_dataset)]) == 1
+                 "--precision", "int8", "--calibration", str(tiny_dataset)]) == 2
     assert "is not calibrated" in capsys.readouterr().err
 
 

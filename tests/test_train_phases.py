@@ -20,7 +20,7 @@ def test_phase_1_then_phase_2_resume_gives_a_complete_bundle(tiny_dataset, tmp_p
     journal = json.loads((out / "training" / "state.json").read_text())
     assert {"phase1:aud-mel", "phase1:vis-inc"} <= set(journal["steps"])
 
-    assert main(["train", *common, "--phase", "2"]) == 1  # Phase II needs --resume
+    assert main(["train", *common, "--phase", "2"]) == 2  # Phase II needs --resume
     assert "--resume" in capsys.readouterr().err
     assert main(["train", *common, "--phase", "2", "--resume"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())

@@ -15,6 +15,7 @@ from avsc_core.cli.common import (
     check_timeline_outputs,
     model_options,
     progress_printer,
+    runtime_options,
     say,
     timeline_options,
 )
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "without sound or pictures is classified by the branch it can feed, with a warning. "
         "The model runs in the fastest copy 'avsc export' kept in it, else in Keras; the "
         "output names which (runtime).",
-        parents=[model_options(), timeline_options()],
+        parents=[model_options(), runtime_options(), timeline_options()],
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="audio or video files")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from avsc_core.timeline import TimelineOutputs, file_names
 
     check_min_confidence(args.min_confidence)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, args.runtime)
     runtime = predictor.runtime
     table = Table(args.files, predictor.bundle.classes, args.min_confidence)
     printer = progress_printer()

@@ -102,6 +102,19 @@ def model_options() -> argparse.ArgumentParser:
     return parent
 
 
+def runtime_options() -> argparse.ArgumentParser:
+    """Parent parser of the commands that run a model's networks: ``--runtime``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--runtime", default="auto", metavar="RUNTIME",
+        help="which copy of the networks runs them: auto (default: the fastest export for "
+        "this machine, else Keras), keras (the trained model's exact answers), a format "
+        "(tflite, onnx: its fastest export) or an export as 'avsc info' lists it "
+        "(onnx-int8, tflite-fp32...)",
+    )
+    return parent
+
+
 def timeline_options() -> argparse.ArgumentParser:
     """Parent parser of the commands that can write answers over time (classify, label)."""
     parent = argparse.ArgumentParser(add_help=False)

@@ -13,6 +13,7 @@ from avsc_core.cli.common import (
     check_cache_options,
     model_options,
     progress_printer,
+    runtime_options,
 )
 
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Accuracy, log loss, per-class accuracy and confusion matrix of the "
         "audio, visual and fused branches, per clip. On the model's own training data the "
         "split recorded in the model is used, so 'test' holds only unseen clips.",
-        parents=[model_options(), cache_options()],
+        parents=[model_options(), runtime_options(), cache_options()],
     )
     parser.add_argument("data", type=Path, metavar="DATA",
                         help="dataset root, CSV file or TAU 2021 folder")
@@ -79,8 +80,8 @@ def format_metrics(result: dict) -> str:
     lines = [f"{result['n']} clips ({result['split']} split)", *_table(result["branches"])]
     segments = result.get("segments")
     if segments:
-        lines += ["", f"{segments['n']} segments of {segments['seconds']:g} s "
-                  "(as DCASE 2021 Task 1B scores them)", *_table(segments["branches"])]
+        lines += ["", (f"{segments['n']} segments of {segments['seconds']:g} s "
+                       "(as DCASE 2021 Task 1B scores them)"), *_table(segments["branches"])]
     return "\n".join(lines)
 
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(args.model, args.data, args.layout, args.split, printer, cancelled,
                                 segment_seconds=args.segment_seconds,
                                 submission=args.submission, jobs=args.jobs,
-                                cache_dir=args.cache_dir)
+                                cache_dir=args.cache_dir, runtime=args.runtime)
     printer.close()
     if args.json:
         write_json(args.json, result)

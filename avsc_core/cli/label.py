@@ -17,6 +17,7 @@ from avsc_core.cli.common import (
     check_timeline_outputs,
     model_options,
     progress_printer,
+    runtime_options,
     say,
     timeline_options,
 )
@@ -120,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=f"Several machines: each labels one shard (--shard 1/4 ... --shard 4/4, its "
         f"own --out), then 'avsc label {MERGE} OUT.csv SHARD.csv...' joins them (see "
         f"'avsc label {MERGE} --help').",
-        parents=[model_options(), timeline_options(), engine_options(), output_options()],
+        parents=[model_options(), runtime_options(), timeline_options(), engine_options(),
+                 output_options()],
     )
     parser.add_argument("folder", type=Path, metavar="FOLDER",
                         help=f"the folder to label (one called {MERGE}: ./{MERGE})")
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             shard=args.shard, engine=args.engine, address=args.address,
             workers=args.workers, gpus_per_worker=args.gpus_per_worker, format=args.format,
             segments_csv=args.segments, vtt_dir=args.vtt, audacity_dir=args.audacity,
-            min_confidence=args.min_confidence,
+            min_confidence=args.min_confidence, runtime=args.runtime,
         )
     bar.close()
     done = summary.labelled + summary.failed

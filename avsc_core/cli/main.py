@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from avsc_core import __version__
 from avsc_core.cli.common import add_debug_argument
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, UsageError
 from avsc_core.progress import Cancelled
 from avsc_core.quiet import quiet_tensorflow_import
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"avsc {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except OSError as exc:
         # Commands check their outputs before starting; this catches what no check can
         # foresee (a disk filling up, a folder removed mid-run) as one line all the same.

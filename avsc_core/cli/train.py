@@ -25,7 +25,7 @@ from avsc_core.cli.common import (
     check_cache_options,
     progress_printer,
 )
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, UsageError
 from avsc_core.outputs import check_output_folder
 from avsc_core.train.resume import EPOCH_FIELDS, option
 from avsc_core.train.settings import (
@@ -280,15 +280,15 @@ def _check_values(args: argparse.Namespace) -> None:
                         "to train on")
     per_phase = (args.phase1_epochs, args.visual_epochs, args.phase2_epochs)
     if args.epochs is not None and any(n is not None for n in (*per_phase, args.joint_epochs)):
-        raise AvscError("give either --epochs or --phase1-epochs/--visual-epochs/"
+        raise UsageError("give either --epochs or --phase1-epochs/--visual-epochs/"
                         "--phase2-epochs/--joint-epochs")
     if args.strategy == "joint" and (any(n is not None for n in per_phase)
                                      or args.phase != "all"):
-        raise AvscError("joint optimisation has one phase: use --epochs or --joint-epochs, not "
+        raise UsageError("joint optimisation has one phase: use --epochs or --joint-epochs, not "
                         "--phase1-epochs/--visual-epochs/--phase2-epochs/--phase")
     devices(args.devices)
     if args.phase == "2" and not args.resume:
-        raise AvscError("--phase 2 continues a Phase I run: add --resume")
+        raise UsageError("--phase 2 continues a Phase I run: add --resume")
 
 
 def devices(text: str | None) -> int | list[str] | None:

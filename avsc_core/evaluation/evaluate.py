@@ -55,6 +55,7 @@ def evaluate_model(
     *,
     jobs: int | None = None,
     cache_dir: str | Path | None = None,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
     """Clip-level metrics of the audio, visual and fused branches on ``split`` of ``data``.
 
@@ -65,6 +66,10 @@ def evaluate_model(
     cache_dir : str or Path, optional
         The feature cache folder (:func:`~avsc_core.features.default_cache_dir` when
         omitted).
+    runtime : str
+        What runs the networks (:func:`~avsc_core.inference.predictor.choose_runtime`):
+        ``"keras"`` gives the answers the training metrics of ``avsc info`` were computed
+        from; ``"auto"`` the fastest export, as ``classify`` and ``label`` use it.
     segment_seconds : float, optional
         Also score segments of this length, each as one answer, the way DCASE 2021
         Task 1B ranks systems (1 s there; :mod:`avsc_core.evaluation.challenge`).
@@ -76,7 +81,7 @@ def evaluate_model(
     -------
     dict
         ``{"n", "classes", "split", "branches": {"audio": M, "visual": M, "fused": M},
-        "clips": [...], "skipped": [...]}`` with ``M`` from :func:`branch_metrics`
+        "clips": [...], "skipped": [...], "runtime"}`` with ``M`` from :func:`branch_metrics`
         (``None`` for a branch that could not run on any clip); for a calibrated model
         each ``M`` also has ``"uncalibrated": {"log_loss", "ece"}``. Each of ``clips``
         is ``{"file", "label", "predicted": {branch: class | None}, "confidence":
@@ -110,7 +115,7 @@ def evaluate_model(
         )
     if not clips:
         raise AvscError(f"{data}: no clips in the '{split}' split")
-    predictor = Predictor(bundle)
+    predictor = Predictor(bundle, runtime=runtime)
     calibrated = "calibration" in bundle.manifest
     segment_plan = plan_for(predictor, segment_seconds) if segment_seconds is not None else None
     kinds, frames = predictor.needs()
@@ -181,6 +186,7 @@ def evaluate_model(
         "branches": score_clips(labels, answers, classes, uncalibrated if calibrated else None),
         "clips": rows,
         "skipped": [{"file": str(c.path), "reason": r} for c, r in preparation.failures],
+        "runtime": predictor.runtime,
     }
     outputs = [(row["file"], answer["fused"]) for row, answer in zip(rows, answers)]
     if segment_plan is not None:

@@ -25,11 +25,15 @@ What makes the difference on this CPU:
   without). Full-integer quantisation with calibration data was slower (0.54 and 3.2: the
   quantised LayerNorm and GELU leave XNNPACK) and needs representative clips; dynamic
   range needs none, so its answers do not depend on which clips were at hand.
-- ``bf16`` is refused: neither TFLite (XNNPACK) nor ONNX Runtime's CPU provider computes
-  in bf16 or fp16 on x86 (bf16 and fp16 TFLite models, with and without XNNPACK's fp16
-  flag, ran at fp32 speed), so it would only lose precision. OpenVINO does on CPUs with
-  AVX512-BF16 (ConvNeXtTiny 0.49 CPU seconds per 20 frames against TFLite int8's 0.61),
-  but its calibrated int8 is faster still (0.37) and runs the same on every x86 CPU.
+- ``bf16`` is ONNX only: neither TFLite (XNNPACK) nor ONNX Runtime's CPU provider
+  computes in bf16 or fp16 on x86 (bf16 and fp16 TFLite models, with and without
+  XNNPACK's fp16 flag, ran at fp32 speed), so a TFLite bf16 model would only lose
+  precision. OpenVINO does on CPUs with AVX512-BF16 or AMX: an ONNX bf16 export is the
+  fp32 graph, which OpenVINO computes in bf16 there (in fp32 elsewhere:
+  :func:`avsc_core.inference.runtime.openvino_precision`). It needs no calibration and
+  stays far closer to fp32 than int8 (``emb2`` 0.3-0.4 % off on the audio networks),
+  while the calibrated int8 export is faster still (ConvNeXtTiny 0.37 CPU seconds per 20
+  frames against 0.49 in bf16) and computes the layers it leaves in float in bf16 too.
 - ONNX int8 is static (calibrated) QDQ quantisation, run by OpenVINO
   (:mod:`avsc_core.export.quantize`): in ONNX Runtime it was no faster than TFLite's int8
   (InceptionV3 0.52 CPU seconds), and ONNX Runtime's dynamic quantisation far slower
@@ -47,11 +51,12 @@ LayerScales' affine parts into the pointwise layers (:mod:`.graph`) took it from
 
 ``onnx-int8`` (same machine, ``benchmarks/label.py``, six real street videos, median of 7
 interleaved runs): calibrated QDQ visual networks in OpenVINO (ConvNeXtTiny 0.37 and
-InceptionV3 0.14 CPU seconds per 20 frames, one thread), audio networks and heads in fp32:
-2.09 files/s against TFLite int8's 1.74 (CPU seconds per file 0.88 against 1.10), labels
-equal to fp32 on 121 of 122 clips for both. It is
-first in ``runtime="auto"`` where OpenVINO is installed; without it the same graph runs in
-ONNX Runtime, 2.3x slower than in OpenVINO, after TFLite int8.
+InceptionV3 0.14 CPU seconds per 20 frames, one thread), the float layers (audio networks
+too) in bf16, the heads in fp32: 2.52 files/s against TFLite int8's 1.86 (CPU seconds per
+file 0.75 against 1.02), labels equal to fp32 on 121 of 122 clips for both; ``onnx-bf16``
+1.90 files/s and 122 of 122. They come first in ``runtime="auto"`` where OpenVINO is
+installed (bf16 only where the CPU computes it natively); without OpenVINO the int8 graph
+runs in ONNX Runtime, 2.3x slower, after TFLite int8.
 """
 
 from __future__ import annotations
@@ -66,10 +71,11 @@ __all__ = ["AUTO_ORDER", "FORMATS", "PRECISIONS", "SUFFIX", "check_supported",
 PRECISIONS = ("fp32", "bf16", "int8")
 
 _UNSUPPORTED = {
-    "bf16": "not written: TFLite and ONNX Runtime compute a bf16 model in fp32 on a CPU, so "
-    "it would be no faster than fp32, only less exact; use --precision int8 (tflite: about "
-    "3x faster, 4x smaller; onnx with --calibration: faster still, in OpenVINO) or fp32 "
-    "(the same answers as Keras)",
+    ("tflite", "bf16"): "not written for tflite: TFLite computes a bf16 model in fp32 on a "
+    "CPU, so it would be no faster than fp32, only less exact; use --format onnx "
+    "--precision bf16 (OpenVINO computes it in bf16 where the CPU can), --precision int8 "
+    "(tflite: about 3x faster, 4x smaller; onnx with --calibration: faster still, in "
+    "OpenVINO) or fp32 (the same answers as Keras)",
 }
 
 
@@ -81,8 +87,8 @@ def check_supported(format: str, precision: str) -> None:
         raise AvscError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
         )
-    if precision in _UNSUPPORTED:
-        raise AvscError(f"--precision {precision}: {_UNSUPPORTED[precision]}")
+    if (format, precision) in _UNSUPPORTED:
+        raise AvscError(f"--precision {precision}: {_UNSUPPORTED[format, precision]}")
 
 
 def needs_calibration(format: str, precision: str) -> bool:

@@ -10,6 +10,10 @@ right after conversion; an fp32 export whose probabilities differ by more than
 The fusion heads are exported in fp32 whatever the precision: they are a few thousand
 multiplications, and this keeps the fused answer as close to Keras as the backbones allow.
 
+An ONNX bf16 export holds the fp32 graphs, recorded as bf16 so that OpenVINO computes
+them in bf16 (:func:`avsc_core.inference.runtime.openvino_precision`); like an int8 one, it
+is checked against Keras but not refused for its differences.
+
 An ONNX int8 export is calibrated: ``calibration`` files (clips like those the model will
 label) are decoded once into the visual backbones' frames, which fix the int8 graphs' ranges
 (:mod:`avsc_core.export.quantize`); the manifest records which files they were.
@@ -36,7 +40,7 @@ from avsc_core.bundle.manifest import sha256
 from avsc_core.errors import AvscError, first_line
 from avsc_core.export.formats import SUFFIX, check_supported, needs_calibration
 from avsc_core.export.quantize import CALIBRATION_FILES, calibration_inputs, quantize_onnx
-from avsc_core.inference.runtime import engine_for, open_network
+from avsc_core.inference.runtime import OPENVINO_PRECISIONS, engine_for, open_network
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 FP32_TOLERANCE = 1e-3
@@ -94,8 +98,10 @@ def export_model(
     model : str, Path or Bundle
         A two-phase model bundle.
     format : {"tflite", "onnx"}
-    precision : {"fp32", "int8"}
-        ``"bf16"`` is refused with the reason (see :mod:`avsc_core.export.formats`).
+    precision : {"fp32", "bf16", "int8"}
+        ``"bf16"`` is for ONNX only: the fp32 graph, which OpenVINO computes in bf16 where
+        the CPU does so natively (TFLite's is refused with the reason, see
+        :mod:`avsc_core.export.formats`).
     progress : callable, optional
         ``Progress("calibrate", done, total, {"file": path})`` per calibration file, then
         ``Progress("export", done, total, {"network": name})`` per network.
@@ -155,7 +161,8 @@ def export_model(
             network = _export_one(
                 bundle, group, name, format,
                 "fp32" if samples and quantised is None else precision, partial, quantised,
-                engine=engine_for(format, precision))
+                engine=engine_for(format, precision),
+                free_batch=format == "onnx" and precision in OPENVINO_PRECISIONS)
             entry[group][name] = network
             worst = max(worst, network["check"]["max_abs_diff"]["probs"])
         if progress:
@@ -253,19 +260,19 @@ def _network(bundle: Bundle, group: str, name: str, precision: str) -> _Network:
 
 def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: str,
                 folder: Path, samples: Sequence[np.ndarray] | None = None,
-                engine: str | None = None) -> dict[str, Any]:
+                engine: str | None = None, free_batch: bool = False) -> dict[str, Any]:
     """Write, then check against Keras, one network; ``engine`` is the one that will run
-    it (an export's fp32 networks run in the engine of the export's precision)."""
+    it (an export's fp32 networks run in the engine of the export's precision), and
+    ``free_batch`` writes a graph that takes any batch."""
     keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
     network = _network(bundle, group, name, precision)
     path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"
-    # A calibrated backbone's graph takes any batch: OpenVINO fixes it when it loads the
-    # graph, for a lane's share of the frames as well as for the exported batch (with a
-    # fixed one, the converter writes the batch into the reshapes of ConvNeXt's Dense
-    # layers, which no longer take another).
-    free = samples is not None
+    # The graphs OpenVINO runs take any batch: it fixes one when it loads a graph, for a
+    # lane's share of the frames as well as for the exported batch (with a fixed one, the
+    # converter writes the batch into the reshapes of ConvNeXt's Dense layers, which then
+    # take no other).
     with tempfile.TemporaryDirectory(prefix="avsc-export-") as tmp:
-        inputs = network.build(keras_model, None if free else network.batch,
+        inputs = network.build(keras_model, None if free_batch else network.batch,
                                Path(tmp) / "saved_model")
         data = _convert(format, network.precision, Path(tmp) / "saved_model")
     if samples is not None and network.precision == "int8":
@@ -273,7 +280,7 @@ def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: s
     with atomic_write(path, "wb") as handle:
         handle.write(data)
     exported = open_network(format, path, {"inputs": inputs, "batch": network.batch},
-                            engine=engine)
+                            engine=engine, exact=group == "heads")
     diff = _compare(network.reference(network.example), exported(network.example))
     if precision == "fp32" and diff["probs"] > FP32_TOLERANCE:
         raise AvscError(

@@ -286,15 +286,14 @@ class ResultBuilder:
         )
 
 
-def load_predictor(model: Bundle | Predictor | str | Path) -> Predictor:
-    """A :class:`Predictor` for a bundle, a bundle folder, or a predictor itself."""
+def load_predictor(model: Bundle | Predictor | str | Path, runtime: str = "auto") -> Predictor:
+    """A :class:`Predictor` for a bundle or a bundle folder, running ``runtime`` (see
+    :func:`~avsc_core.inference.predictor.choose_runtime`), or a predictor itself."""
     from avsc_core.inference.predictor import Predictor
 
     if isinstance(model, Predictor):
         return model
-    if isinstance(model, Bundle):
-        return Predictor(model)
-    return Predictor(load_bundle(model))
+    return Predictor(model if isinstance(model, Bundle) else load_bundle(model), runtime=runtime)
 
 
 def plan_for(

@@ -59,7 +59,7 @@ from avsc_core.inference.device import (
     tensorflow_gpus,
     usable_cores,
 )
-from avsc_core.inference.runtime import ENGINE_TITLES, RESIZABLE
+from avsc_core.inference.runtime import RESIZABLE, engine_title
 from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class Predictor:
         if self.device == "gpu":
             return f"{self.runtime} export on the GPU (ONNX Runtime's CUDA provider)"
         resizable = self.engine in RESIZABLE
-        engine = ENGINE_TITLES[self.engine]
+        engine = engine_title(self.engine)
         cores = self.threads or usable_cores()
         threads = f"{cores} thread{'s' if cores != 1 else ''}"
         if self.lanes == 1:
@@ -283,7 +283,7 @@ class Predictor:
         entry = export[group][name]
         return open_network(export["format"], self.bundle.export_file(entry), entry,
                             self.threads, self.device, spin=self.lanes == 1, batch=batch,
-                            engine=self.engine)
+                            engine=self.engine, exact=group == "heads")
 
     def backbone(self, name: str):
         """The runner of backbone ``name``: ``runner(x) -> {"emb1", "emb2", "probs"}``."""

@@ -62,8 +62,12 @@ def run_params(
     shard: str | None = None,
     format: str = "csv",
     engine: str = "local",
+    runtime: str | None = None,
 ) -> dict[str, Any]:
-    """The settings part of the parameters file for a run (``shard`` as ``"I/N"``)."""
+    """The settings part of the parameters file for a run (``shard`` as ``"I/N"``).
+
+    ``runtime`` (what ran the networks: ``"keras"``, ``"onnx-int8"``...) is recorded, not
+    checked on resume: machines with and without a GPU may label shards of one archive."""
     return {
         "labels": out_csv.name,
         "model": str(bundle.root.resolve()),
@@ -77,6 +81,7 @@ def run_params(
         "shard": shard,
         "format": format,
         "engine": engine,
+        "runtime": runtime,
         "avsc_version": __version__,
     }
 

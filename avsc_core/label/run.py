@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, UsageError
 from avsc_core.inference.classify import (
     ClassifyResult,
     ResultBuilder,
@@ -419,10 +419,10 @@ def _engine_options(
                 if value is not None]
     if engine == "local":
         if ray_only:
-            raise AvscError(f"{', '.join(ray_only)}: only with --engine ray")
+            raise UsageError(f"{', '.join(ray_only)}: only with --engine ray")
         return None
     if jobs != 1:
-        raise AvscError("--jobs is for --engine local; with --engine ray, --workers N "
+        raise UsageError("--jobs is for --engine local; with --engine ray, --workers N "
                         "sets the network workers and decoding uses the cluster's CPUs")
     options = RayOptions(address, 1 if workers is None else workers,
                          0.0 if gpus_per_worker is None else gpus_per_worker)
@@ -478,6 +478,7 @@ def label_folder(
     vtt_dir: str | Path | None = None,
     audacity_dir: str | Path | None = None,
     min_confidence: float | None = None,
+    runtime: str = "auto",
 ) -> LabelSummary:
     """Label every media file of ``folder`` into ``out_csv``, with its parameters file.
 
@@ -565,11 +566,11 @@ def label_folder(
         raise AvscError(f"{folder}: no audio or video files found{hint}")
     with OutputLock(out_csv):
         earlier, died = _earlier_run(store, resume)
-        predictor = load_predictor(model)
+        predictor = load_predictor(model, runtime)
         plan = plan_for(predictor, segment_seconds, hop_seconds)
         params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs,
                             shard=None if shard is None else str(shard), format=store.format,
-                            engine=engine)
+                            engine=engine, runtime=predictor.runtime)
         params["min_confidence"] = min_confidence
         if ray_options is not None:
             params.update(workers=ray_options.workers,

@@ -1,0 +1,99 @@
+"""ONNX bf16 exports (``avsc export --format onnx --precision bf16``): the fp32 graph, which
+OpenVINO computes in bf16 where the CPU does so natively, with the labels of the fp32 model
+and no calibration."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from avsc_core.bundle import load_bundle
+from avsc_core.cli.main import main
+from avsc_core.inference import runtime as runtime_module
+from avsc_core.inference.classify import plan_for
+from avsc_core.inference.inputs import iter_input_batches
+from avsc_core.inference.predictor import Predictor
+from avsc_core.media import probe
+
+
+@pytest.fixture(scope="module")
+def bf16_bundle(trained_tiny_model, tmp_path_factory):
+    """A private copy of the tiny bundle with an ONNX bf16 export, made by the CLI."""
+    root = tmp_path_factory.mktemp("bf16") / "model"
+    shutil.copytree(trained_tiny_model, root)
+    assert main(["export", "--model", str(root), "--format", "onnx",
+                 "--precision", "bf16"]) == 0
+    return load_bundle(root)
+
+
+@pytest.fixture(scope="module")
+def clip_batches(bf16_bundle, tiny_dataset, tau_street_videos):
+    """Network inputs of every tiny clip and a real TAU street video."""
+    plan = plan_for(Predictor(bf16_bundle, runtime="keras"))
+    clips = sorted(tiny_dataset.rglob("*.mp4")) + [tau_street_videos[0]]
+    return [b for clip in clips for b in iter_input_batches(clip, plan, probe(clip))]
+
+
+def test_bf16_export_runs_in_openvino_with_the_fp32_labels(bf16_bundle, clip_batches):
+    entry = bf16_bundle.exports["onnx-bf16"]
+    assert {e["precision"] for e in entry["backbones"].values()} == {"bf16"}
+    assert "calibration" not in entry  # nothing to calibrate
+    bf16 = Predictor(bf16_bundle)
+    assert bf16.runtime == "onnx-bf16" and bf16.engine == "openvino"
+    assert f"float layers in {runtime_module.openvino_precision()}" in bf16.describe()
+    keras_run = Predictor(bf16_bundle, runtime="keras")
+    for batch in clip_batches:
+        expected = keras_run.predict(batch.features, batch.frames).branches["fused"]
+        got = bf16.predict(batch.features, batch.frames).branches["fused"]
+        assert np.array_equal(expected.argmax(-1), got.argmax(-1))
+        assert np.max(np.abs(expected - got)) < 0.02  # bf16 rounding, not int8's
+
+
+def test_lanes_split_the_frames_of_the_bf16_graphs(bf16_bundle, clip_batches):
+    in_turn = Predictor(bf16_bundle, lanes=1, threads=2)
+    side_by_side = Predictor(bf16_bundle, lanes=2, threads=2)
+    for batch in clip_batches[-2:]:
+        a = in_turn.predict(batch.features, batch.frames)
+        b = side_by_side.predict(batch.features, batch.frames)
+        for name in a.backbones:
+            np.testing.assert_allclose(a.backbones[name], b.backbones[name], atol=1e-5)
+    assert side_by_side._split["vis-inc"]  # the graph takes a lane's share of the frames
+
+
+def test_bf16_comes_before_tflite_int8_only_where_the_cpu_computes_bf16(monkeypatch):
+    monkeypatch.setattr(runtime_module, "openvino_precision", lambda: "bf16")
+    native = runtime_module.auto_order()
+    assert native.index("onnx-int8") < native.index("onnx-bf16") < native.index("tflite-int8")
+    monkeypatch.setattr(runtime_module, "openvino_precision", lambda: "f32")
+    emulated = runtime_module.auto_order()
+    assert emulated.index("tflite-int8") < emulated.index("onnx-bf16") < emulated.index(
+        "tflite-fp32")
+    # Without OpenVINO it is the fp32 graph in ONNX Runtime: last but for onnx fp32.
+    monkeypatch.setattr(runtime_module, "openvino_available", lambda: False)
+    assert runtime_module.auto_order()[-2:] == ("onnx-bf16", "onnx-fp32")
+
+
+def test_without_openvino_onnx_runtime_runs_it_as_fp32(bf16_bundle, clip_batches, monkeypatch):
+    monkeypatch.setattr(runtime_module, "openvino_available", lambda: False)
+    fallback = Predictor(bf16_bundle, runtime="onnx-bf16")
+    assert fallback.engine == "onnxruntime"
+    keras_run = Predictor(bf16_bundle, runtime="keras")
+    for batch in clip_batches[:2]:
+        expected = keras_run.predict(batch.features, batch.frames).branches["fused"]
+        got = fallback.predict(batch.features, batch.frames).branches["fused"]
+        np.testing.assert_allclose(got, expected, atol=1e-4)  # the fp32 graph
+
+
+def test_the_cli_says_when_this_machine_computes_it_in_fp32(trained_tiny_model, tmp_path,
+                                                            monkeypatch, capsys):
+    root = tmp_path / "model"
+    shutil.copytree(trained_tiny_model, root)
+    monkeypatch.setattr(runtime_module, "openvino_precision", lambda: "f32")
+    assert main(["export", "--model", str(root), "--format", "onnx",
+                 "--precision", "bf16"]) == 0
+    captured = capsys.readouterr()
+    assert "exported" in captured.out and "as onnx-bf16" in captured.out
+    assert captured.err.strip().startswith("avsc export: note: this CPU has no native bf16")
+    assert captured.err.count("\n") == 1
