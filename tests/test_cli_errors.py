@@ -215,7 +215,7 @@ def test_export_help_says_what_works_and_tflite_bf16_is_one_clear_line(trained_t
     assert "What works: tflite fp32 and int8, onnx fp32, bf16 and int8." in text
     assert "tflite bf16 is refused" in text
     assert main(["export", "--model", str(trained_tiny_model), "--format", "tflite",
-                 "--precision", "bf16"]) == 1
+                 "--precision", "bf16"]) == 2  # options that cannot go together
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("avsc export: error: --precision bf16:")
     assert "use --format onnx --precision bf16" in err

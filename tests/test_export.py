@@ -131,6 +131,9 @@ def test_runtime_option_chooses_what_answers(exported, tiny_dataset, tau_street_
     assert main(["classify", "--model", str(root), video, "--runtime", "onnx"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no onnx export in this model (exports: tflite-fp32)" in err
+    assert main(["classify", "--model", str(root), video, "--runtime", "fastest"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown runtime 'fastest': auto, keras, a format (tflite, onnx)" in err
 
     recorded = json.loads((root / "manifest.json").read_text())["metrics"]["test"]
     evaluated = evaluate_model(root, tiny_dataset, split="test", runtime="keras")
@@ -160,11 +163,11 @@ def test_visual_network_runs_any_number_of_frames(exported, real_inputs):
 
 def test_cli_export_refuses_what_it_cannot_write(exported, tmp_path, capsys):
     assert main(["export", "--model", str(exported[0]), "--format", "tflite",
-                 "--precision", "bf16"]) == 1
+                 "--precision", "bf16"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("avsc export: error: --precision bf16:") and "\n" not in err
     assert main(["export", "--model", str(exported[0]), "--format", "onnx",
-                 "--precision", "int8"]) == 1
+                 "--precision", "int8"]) == 2
     assert "--calibration FILE_OR_FOLDER" in capsys.readouterr().err  # int8 onnx is calibrated
     assert main(["export", "--model", str(tmp_path / "none"), "--format", "tflite"]) == 1
     assert "model not found" in capsys.readouterr().err

@@ -108,7 +108,7 @@ def test_cli_refuses_int8_onnx_without_usable_calibration(trained_tiny_model, tm
     root = tmp_path / "model"
     shutil.copytree(trained_tiny_model, root)
     base = ["export", "--model", str(root), "--format", "onnx", "--precision", "int8"]
-    assert main(base) == 1
+    assert main(base) == 2  # a usage error: --calibration is needed there
     err = capsys.readouterr().err.strip()
     assert "--calibration" in err and "\n" not in err
     assert main([*base, "--calibration", str(tmp_path / "nowhere")]) == 1

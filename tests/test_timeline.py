@@ -83,6 +83,21 @@ def test_classify_names_captions_after_the_files_not_the_paths_typed(
     capsys.readouterr()
 
 
+def test_no_two_files_share_a_caption_file(tmp_path):
+    from avsc_core.timeline import sidecar_names
+
+    day1, day2 = str(tmp_path / "day1" / "walk.mp4"), str(tmp_path / "day2" / "walk.mp4")
+    flat = sidecar_names([day1, day2, "ride.mp4", "shot.mp4", "shot.wav"], flat=True)
+    assert flat == {day1: "day1/walk", day2: "day2/walk", "ride.mp4": "ride",
+                    "shot.mp4": "shot.mp4", "shot.wav": "shot.wav"}
+    # One file named twice is one file.
+    assert sidecar_names(["walk.mp4", "x/../walk.mp4"], flat=True) == {
+        "walk.mp4": "walk", "x/../walk.mp4": "walk"}
+    tree = sidecar_names(["a/clip.mp4", "a/clip.wav", "b/clip.mp4", "c.mp4"], flat=False)
+    assert tree == {"a/clip.mp4": "a/clip.mp4", "a/clip.wav": "a/clip.wav",
+                    "b/clip.mp4": "b/clip", "c.mp4": "c"}
+
+
 def test_unwritable_timeline_outputs_are_refused_before_work(trained_tiny_model, make_media,
                                                              tmp_path, capsys):
     clip = make_media("c.mp4", seconds=2.0)

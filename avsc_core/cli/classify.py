@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     check_timeline_outputs(args)
     from avsc_core.inference.classify import classify_files, load_predictor
     from avsc_core.inference.review import check_min_confidence
-    from avsc_core.timeline import TimelineOutputs, file_names
+    from avsc_core.timeline import TimelineOutputs, sidecar_names
 
     check_min_confidence(args.min_confidence)
     predictor = load_predictor(args.model, args.runtime)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     printer = progress_printer()
     results, failures = [], 0
     timeline = TimelineOutputs(args.segments, args.vtt, args.audacity,
-                               names=file_names(args.files))
+                               names=sidecar_names(args.files, flat=True))
     with cancel_on_interrupt() as cancelled:
         outcomes = classify_files(
             args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled

@@ -77,7 +77,9 @@ def _table(branches: dict) -> list[str]:
 
 
 def format_metrics(result: dict) -> str:
-    lines = [f"{result['n']} clips ({result['split']} split)", *_table(result["branches"])]
+    runtime = f", networks run by {result['runtime']}" if result.get("runtime") else ""
+    lines = [f"{result['n']} clips ({result['split']} split{runtime})",
+             *_table(result["branches"])]
     segments = result.get("segments")
     if segments:
         lines += ["", (f"{segments['n']} segments of {segments['seconds']:g} s "

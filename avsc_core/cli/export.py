@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise AvscError(f"--calibration-files must be at least 1, got {args.calibration_files}")
     if args.calibration and not needs_calibration(args.format, args.precision):
         raise UsageError(f"--calibration: a {args.format} {args.precision} export is not "
-                        "calibrated (only --format onnx --precision int8 is)")
+                         "calibrated (only --format onnx --precision int8 is)")
     calibration = calibration_files(args.calibration) if args.calibration else None
 
     from avsc_core.export import export_model

@@ -281,11 +281,11 @@ def _check_values(args: argparse.Namespace) -> None:
     per_phase = (args.phase1_epochs, args.visual_epochs, args.phase2_epochs)
     if args.epochs is not None and any(n is not None for n in (*per_phase, args.joint_epochs)):
         raise UsageError("give either --epochs or --phase1-epochs/--visual-epochs/"
-                        "--phase2-epochs/--joint-epochs")
+                         "--phase2-epochs/--joint-epochs")
     if args.strategy == "joint" and (any(n is not None for n in per_phase)
                                      or args.phase != "all"):
-        raise UsageError("joint optimisation has one phase: use --epochs or --joint-epochs, not "
-                        "--phase1-epochs/--visual-epochs/--phase2-epochs/--phase")
+        raise UsageError("joint optimisation has one phase: use --epochs or --joint-epochs, "
+                         "not --phase1-epochs/--visual-epochs/--phase2-epochs/--phase")
     devices(args.devices)
     if args.phase == "2" and not args.resume:
         raise UsageError("--phase 2 continues a Phase I run: add --resume")

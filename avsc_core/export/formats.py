@@ -61,7 +61,7 @@ runs in ONNX Runtime, 2.3x slower, after TFLite int8.
 
 from __future__ import annotations
 
-from avsc_core.errors import AvscError
+from avsc_core.errors import AvscError, UsageError
 from avsc_core.inference.runtime import AUTO_ORDER, FORMATS, SUFFIX
 
 # The runtimes inference can run are named there; what export writes of them, here.
@@ -88,7 +88,7 @@ def check_supported(format: str, precision: str) -> None:
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
         )
     if (format, precision) in _UNSUPPORTED:
-        raise AvscError(f"--precision {precision}: {_UNSUPPORTED[format, precision]}")
+        raise UsageError(f"--precision {precision}: {_UNSUPPORTED[format, precision]}")
 
 
 def needs_calibration(format: str, precision: str) -> bool:

@@ -37,7 +37,7 @@ from avsc_core import __version__
 from avsc_core.atomic import atomic_write
 from avsc_core.bundle import Bundle, export_key, load_bundle, record_export
 from avsc_core.bundle.manifest import sha256
-from avsc_core.errors import AvscError, first_line
+from avsc_core.errors import AvscError, UsageError, first_line
 from avsc_core.export.formats import SUFFIX, check_supported, needs_calibration
 from avsc_core.export.quantize import CALIBRATION_FILES, calibration_inputs, quantize_onnx
 from avsc_core.inference.runtime import OPENVINO_PRECISIONS, engine_for, open_network
@@ -121,7 +121,7 @@ def export_model(
     """
     check_supported(format, precision)
     if needs_calibration(format, precision) and not calibration:
-        raise AvscError(
+        raise UsageError(
             f"--format {format} --precision {precision} is calibrated on clips like those "
             f"the model will label: give them with --calibration FILE_OR_FOLDER (up to "
             f"{calibration_files} are decoded)")

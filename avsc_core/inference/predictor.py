@@ -111,11 +111,11 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         When the requested export is not in the bundle, or ``device="gpu"`` and no
         runtime can use one.
     """
-    from avsc_core.inference.runtime import FORMATS, auto_order
+    from avsc_core.inference.runtime import AUTO_ORDER, FORMATS, auto_order
 
     exports = bundle.exports
     complete = [k for k in exports if _complete(bundle, exports[k])]
-    order = auto_order()
+    order = auto_order(complete)
     ranked = sorted(complete, key=lambda k: order.index(k) if k in order else 99)
     device = requested_device(device)
     if runtime == KERAS:
@@ -145,6 +145,9 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
     elif runtime in complete:
         return runtime
     have = ", ".join(complete) or "none"
+    if runtime not in FORMATS and runtime not in AUTO_ORDER:
+        raise AvscError(f"unknown runtime {runtime!r}: auto, keras, a format ("
+                        f"{', '.join(FORMATS)}) or an export of this model ({have})")
     raise AvscError(
         f"{bundle.root}: no {runtime} export in this model (exports: {have}); "
         f"write one with 'avsc export --model {bundle.root} --format ...'"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,19 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def auto_order() -> tuple[str, ...]:
+def auto_order(exports: Collection[str] | None = None) -> tuple[str, ...]:
     """:data:`AUTO_ORDER` for this machine. Without native bf16, OpenVINO computes the
     bf16 export in fp32: no faster than TFLite's int8, so it comes after it. Without
     OpenVINO, ONNX Runtime runs the int8 export slower than TFLite's int8, and the bf16 one
-    as the fp32 graph it is."""
+    as the fp32 graph it is. Give the bundle's ``exports`` to spare starting OpenVINO to
+    ask about bf16 when there is no bf16 export."""
     order = list(AUTO_ORDER)
     if not openvino_available():
         order.remove("onnx-int8")
         order.insert(order.index("tflite-int8") + 1, "onnx-int8")
         order.remove("onnx-bf16")
         order.insert(order.index("onnx-fp32"), "onnx-bf16")
-    elif openvino_precision() != "bf16":
+    elif (exports is None or "onnx-bf16" in exports) and openvino_precision() != "bf16":
         order.remove("onnx-bf16")
         order.insert(order.index("tflite-int8") + 1, "onnx-bf16")
     return tuple(order)
@@ -123,8 +124,8 @@ def kernels_report() -> list[str]:
     if openvino_available():
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: CPU plugin "
-                         f"(runs the ONNX int8 and bf16 exports, float layers in "
-                         f"{openvino_precision()})")
+                         "(runs the ONNX int8 and bf16 exports, backbones' float layers in "
+                         f"{'bf16' if openvino_precision() == 'bf16' else 'fp32'})")
     lines.append(f"GPU visible: {'yes' if gpu_visible() else 'no'}")
     return lines
 
@@ -330,7 +331,8 @@ def openvino_precision() -> str:
 def engine_title(engine: str) -> str:
     """How :class:`~avsc_core.inference.predictor.Predictor` names ``engine`` to a user."""
     if engine == "openvino":
-        return f"{ENGINE_TITLES[engine]}, float layers in {openvino_precision()}"
+        precision = {"f32": "fp32"}.get(openvino_precision(), openvino_precision())
+        return f"{ENGINE_TITLES[engine]}, backbones' float layers in {precision}"
     return ENGINE_TITLES[engine]
 
 
@@ -339,7 +341,8 @@ class OpenVinoNetwork(ExportedNetwork):
 
     ``batch`` other than the exported ``batch_size`` reshapes the graph, when every output
     then has that batch in front (graphs that reshape the whole batch are refused); a graph
-    written with a free batch (the calibrated backbones) is fixed to ``batch_size``.
+    written with a free batch (every network of an ONNX int8 or bf16 export) is fixed to
+    ``batch_size``.
     Outside the quantised layers it computes in :func:`openvino_precision`: bf16 where the
     CPU computes it natively, which in an int8 export is 9-11 % faster on the visual
     networks and twice as fast on the audio ones, for a tenth of the int8 layers' error

@@ -200,7 +200,8 @@ def merge_shards(
         "avsc_version": __version__,
         "merged_from": [
             {"labels": str(p.path.resolve()), "shard": str(p.shard),
-             "engine": p.params.get("engine", "local"), "started": p.params.get("started"),
+             "engine": p.params.get("engine", "local"), "runtime": p.params.get("runtime"),
+             "started": p.params.get("started"),
              "finished": p.params.get("finished"), "avsc_version": p.params.get("avsc_version")}
             for p in shards_by_index
         ],

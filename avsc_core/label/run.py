@@ -26,7 +26,7 @@ import contextlib
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +64,7 @@ from avsc_core.label.workers import (
 from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_file
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
-from avsc_core.timeline import TimelineOutputs, check_timeline_outputs
+from avsc_core.timeline import TimelineOutputs, check_timeline_outputs, sidecar_names
 
 if TYPE_CHECKING:
     from avsc_core.bundle import Bundle
@@ -132,8 +132,12 @@ class Recorder:
         progress: ProgressCallback | None,
         on_row: RowCallback | None,
         folder_files: int | None = None,
+        sidecars: Mapping[str, str] | None = None,
     ):
         self.store = store
+        # The names of the files' captions and label tracks, no two alike over the whole
+        # folder (the other shards' files included).
+        self.sidecars = sidecars
         self.out_csv = store.out
         self.params = params
         self.relative = [p.relative_to(folder).as_posix() for p in files]
@@ -157,7 +161,7 @@ class Recorder:
         """Start writing: the earlier rows (or none), and the answers over time."""
         # A clean start, or the earlier rows without a line cut short by a crash.
         self.store.start(self.earlier)
-        self.timeline = TimelineOutputs(**timeline, keep=set(self.done))
+        self.timeline = TimelineOutputs(**timeline, keep=set(self.done), names=self.sidecars)
 
     def record_deaths(self, died: list[str]) -> None:
         """Failed rows for the files an earlier run died on; then forget its journal."""
@@ -423,7 +427,7 @@ def _engine_options(
         return None
     if jobs != 1:
         raise UsageError("--jobs is for --engine local; with --engine ray, --workers N "
-                        "sets the network workers and decoding uses the cluster's CPUs")
+                         "sets the network workers and decoding uses the cluster's CPUs")
     options = RayOptions(address, 1 if workers is None else workers,
                          0.0 if gpus_per_worker is None else gpus_per_worker)
     if options.workers < 1:
@@ -538,6 +542,11 @@ def label_folder(
         A fused confidence under this marks the file ``low confidence`` in the
         ``needs_review`` column, beside ``branches disagree`` and ``unfamiliar``
         (:func:`avsc_core.inference.review.review_reasons`).
+    runtime : str
+        What runs the networks when ``model`` is a bundle or its folder
+        (:func:`~avsc_core.inference.predictor.choose_runtime`; a Predictor keeps its own).
+        The parameters file records it, and on a resumed run the ones before it
+        (``earlier_runtimes``).
 
     Raises
     ------
@@ -580,8 +589,15 @@ def label_folder(
         params["started"] = previous.get("started", now()) if previous else now()
         if previous:
             params["resumed"] = now()
+            # Rows written by another runtime (an export made since, a GPU machine) stay.
+            before = {*previous.get("earlier_runtimes", []), previous.get("runtime")}
+            if before - {None, predictor.runtime}:
+                params["earlier_runtimes"] = sorted(before - {None, predictor.runtime})
         recorder = Recorder(store, params, files, folder, earlier, progress, on_row,
-                            folder_files=None if shard is None else len(all_files))
+                            folder_files=None if shard is None else len(all_files),
+                            sidecars=sidecar_names(
+                                [p.relative_to(folder).as_posix() for p in all_files],
+                                flat=False))
         if ray_options is None or not recorder.todo(files):
             return _run(recorder, files, died, predictor, plan, jobs, cancel, timeline)
         from avsc_core.label.ray_engine import RayPool

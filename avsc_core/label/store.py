@@ -19,7 +19,14 @@ from typing import Any
 
 from avsc_core.atomic import atomic_write
 from avsc_core.errors import AvscError
-from avsc_core.label.csv_out import CONTRACT_HEADER, HEADER, LabelRow, RowAppender, read_rows, write_rows
+from avsc_core.label.csv_out import (
+    CONTRACT_HEADER,
+    HEADER,
+    LabelRow,
+    RowAppender,
+    read_rows,
+    write_rows,
+)
 
 FORMATS = ("csv", "parquet")
 _INSTALL = "pip install 'avsc[cluster]'"

@@ -9,7 +9,7 @@ and keeps, on a resumed run, the rows of the files already labelled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from avsc_core.outputs import check_output_file, check_output_folder
@@ -47,9 +47,8 @@ class TimelineOutputs:
         Files whose rows an earlier run wrote and that stay labelled (a resumed ``label``
         run): the segments CSV keeps their rows and drops the others'. None for a new run.
     names : mapping, optional
-        The name each file's sidecars take (:func:`~avsc_core.timeline.writers.file_names`
-        for ``classify``); by default the file's own, subfolders kept (``label``'s files,
-        relative to the labelled folder).
+        The name each file's sidecars take (:func:`~avsc_core.timeline.writers.sidecar_names`);
+        by default the file's path without its extension.
     """
 
     def __init__(
@@ -72,7 +71,7 @@ class TimelineOutputs:
         rows = segment_rows(result.to_dict(), file=file)
         if self.csv is not None:
             self.csv.add(rows)
-        name = self.names.get(file, file)
+        name = self.names.get(file) or PurePath(file).with_suffix("").as_posix()
         if self.vtt_dir is not None:
             write_vtt(sidecar_path(self.vtt_dir, name, ".vtt"), rows)
         if self.audacity_dir is not None:

@@ -8,7 +8,7 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from avsc_core.atomic import atomic_write
@@ -122,21 +122,46 @@ class SegmentsCsv:
         self.close()
 
 
-def file_names(files: Sequence[str | Path]) -> dict[str, str]:
-    """The name each of ``files`` (as given to ``classify``) gives its sidecars: its own
-    name alone, so ``--vtt DIR`` writes ``DIR/<file stem>.vtt``, but the path as given
-    where two of the files share a stem, so that neither overwrites the other."""
-    stems = collections.Counter(Path(f).stem for f in files)
-    return {str(f): Path(f).name if stems[Path(f).stem] == 1 else str(f) for f in files}
+def sidecar_names(files: Sequence[str | Path], flat: bool) -> dict[str, str]:
+    """The name, without its suffix, that each of ``files`` gives its sidecars
+    (``--vtt DIR`` writes ``DIR/<name>.vtt``), no two alike.
+
+    ``flat`` (``classify``, given paths anywhere): the file's stem, so ``clip.mp4`` writes
+    ``DIR/clip.vtt`` whatever folders its path was typed with; files sharing a stem take
+    their paths from the folder they have in common (``day1/clip``, ``day2/clip``).
+    Otherwise (``label``, files relative to the labelled folder): the path without its
+    extension, subfolders kept. Files still alike (``clip.mp4`` and ``clip.wav`` side by
+    side) keep their extension (``clip.mp4``, ``clip.wav``).
+    """
+    files = list(dict.fromkeys(str(f) for f in files))
+    where = {f: os.path.abspath(f) for f in files}  # one file typed twice: one name
+    names = {f: PurePath(f).stem if flat else PurePath(f).with_suffix("").as_posix()
+             for f in files}
+
+    def clashing() -> list[list[str]]:
+        groups: dict[str, list[str]] = collections.defaultdict(list)
+        for f in files:
+            groups[names[f]].append(f)
+        return [g for g in groups.values() if len({where[f] for f in g}) > 1]
+
+    if flat:
+        for alike in clashing():
+            root = os.path.commonpath([where[f] for f in alike])
+            for f in alike:
+                names[f] = PurePath(os.path.relpath(where[f], root)).with_suffix("").as_posix()
+    for alike in clashing():
+        for f in alike:
+            names[f] += PurePath(f).suffix
+    return names
 
 
-def sidecar_path(folder: str | Path, file: str, suffix: str) -> Path:
-    """``folder/<file without its extension><suffix>``, keeping ``file``'s subfolders
-    (``label`` labels whole trees, where two folders may hold ``clip.mp4``)."""
-    relative = Path(file)
+def sidecar_path(folder: str | Path, name: str, suffix: str) -> Path:
+    """``folder/<name><suffix>`` (``name`` from :func:`sidecar_names`), never outside
+    ``folder``."""
+    relative = PurePath(name)
     if relative.is_absolute() or ".." in relative.parts:
-        relative = Path(relative.name)
-    return Path(folder) / relative.with_suffix(suffix)
+        relative = PurePath(relative.name)
+    return Path(folder) / f"{relative.as_posix()}{suffix}"
 
 
 def _timestamp(seconds: float) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from avsc_core import locks
 from avsc_core.backbones import (
     BRANCHES,
     JOINT_AUDIO,
@@ -435,6 +436,8 @@ def remove_stale_worker_folders(root: Path | None = None,
     run. A folder is stale when no live process holds its lock; one younger than
     ``min_age_s`` is left alone, since its worker may not have taken the lock yet.
     Returns how many were removed."""
+    if locks.fcntl is None:
+        return 0  # no advisory locks (Windows): a live worker's folder could not be told
     root = Path(root or tempfile.gettempdir())
     removed = 0
     for folder in root.glob(f"{WORKER_PREFIX}*"):
