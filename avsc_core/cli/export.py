@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format", choices=FORMATS, required=True,
         help="tflite (LiteRT; fp32 or int8) or onnx (fp32 in ONNX Runtime; int8, "
-        "calibrated, in OpenVINO) (required)",
+        "calibrated, and bf16 in OpenVINO) (required)",
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
