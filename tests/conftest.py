@@ -177,6 +177,18 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+def clip_network_inputs(bundle, clips: list[Path]) -> list:
+    """The network inputs (:class:`~avsc_core.inference.inputs.SegmentBatch`) of ``clips``
+    for ``bundle``'s networks, every segment."""
+    from avsc_core.inference.classify import plan_for
+    from avsc_core.inference.inputs import iter_input_batches
+    from avsc_core.inference.predictor import Predictor
+    from avsc_core.media import probe
+
+    plan = plan_for(Predictor(bundle, runtime="keras"))
+    return [b for clip in clips for b in iter_input_batches(clip, plan, probe(clip))]
+
+
 @pytest.fixture(scope="session")
 def trained_tiny_model(tiny_dataset, tmp_path_factory) -> Path:
     """A tiny two-phase bundle trained once per test session (aud-mel + vis-inc)."""

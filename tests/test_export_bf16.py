@@ -8,14 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import clip_network_inputs
 
 from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
 from avsc_core.inference import runtime as runtime_module
-from avsc_core.inference.classify import plan_for
-from avsc_core.inference.inputs import iter_input_batches
 from avsc_core.inference.predictor import Predictor
-from avsc_core.media import probe
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +29,8 @@ def bf16_bundle(trained_tiny_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip_batches(bf16_bundle, tiny_dataset, tau_street_videos):
     """Network inputs of every tiny clip and a real TAU street video."""
-    plan = plan_for(Predictor(bf16_bundle, runtime="keras"))
-    clips = sorted(tiny_dataset.rglob("*.mp4")) + [tau_street_videos[0]]
-    return [b for clip in clips for b in iter_input_batches(clip, plan, probe(clip))]
+    return clip_network_inputs(bf16_bundle, [*sorted(tiny_dataset.rglob("*.mp4")),
+                                        tau_street_videos[0]])
 
 
 def test_bf16_export_runs_in_openvino_with_the_fp32_labels(bf16_bundle, clip_batches):

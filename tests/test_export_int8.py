@@ -12,16 +12,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import clip_network_inputs
 
 from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
 from avsc_core.errors import AvscError
 from avsc_core.export.quantize import calibration_inputs, dense_head_nodes, pick_files
 from avsc_core.inference import runtime as runtime_module
-from avsc_core.inference.classify import plan_for
-from avsc_core.inference.inputs import iter_input_batches
 from avsc_core.inference.predictor import Predictor
-from avsc_core.media import probe
 
 CALIBRATION_FILES = 6
 
@@ -40,9 +38,8 @@ def int8_bundle(trained_tiny_model, tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip_batches(int8_bundle, tiny_dataset, tau_street_videos):
     """Network inputs of every tiny clip and a real TAU street video."""
-    plan = plan_for(Predictor(int8_bundle, runtime="keras"))
-    clips = sorted(tiny_dataset.rglob("*.mp4")) + [tau_street_videos[0]]
-    return [b for clip in clips for b in iter_input_batches(clip, plan, probe(clip))]
+    return clip_network_inputs(int8_bundle, [*sorted(tiny_dataset.rglob("*.mp4")),
+                                        tau_street_videos[0]])
 
 
 def test_int8_export_runs_in_openvino_with_the_fp32_labels(int8_bundle, clip_batches):
