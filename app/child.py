@@ -80,14 +80,17 @@ def classify(
     file: str, model: str, *, send: Send, cancel: Cancel,
     segment_seconds: float | None = None, hop_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Classify one file; returns the contract's JSON object."""
+    """Classify one file; returns the contract's JSON object, with ``runtime`` as
+    ``avsc classify --json`` gives it and ``networks`` saying how they ran."""
     from avsc_core.inference.classify import classify_file
 
+    predictor = _predictor(model)
     result = classify_file(
-        file, _predictor(model), segment_seconds, hop_seconds,
+        file, predictor, segment_seconds, hop_seconds,
         progress=lambda event: send("progress", event), cancel=cancel,
     )
-    return result.to_dict()
+    return {**result.to_dict(), "runtime": predictor.runtime,
+            "networks": predictor.describe()}
 
 
 REQUESTS: dict[str, Callable[..., Any]] = {"classify": classify, "preview": preview}

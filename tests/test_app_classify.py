@@ -93,6 +93,9 @@ def test_drop_shows_facts_then_the_fused_answer_without_freezing(
     assert len(view.frames.times) == 20 and view.frames.times[1] == pytest.approx(0.5)
     assert view.spectrograms.preview.spectrograms["cqt"].shape[:2] == (2, 128)
     assert not view.cancel_button.isEnabled()
+    # What answered: the bundle has no export, so Keras.
+    assert view.status.text() == "Done (runtime keras)"
+    assert view.status.toolTip() == "Keras on the CPU"
     # A single segment has no timeline.
     assert not view.timeline_box.isVisible()
     # Decoding or a network on the GUI thread stalls it for seconds; a loaded 2-core

@@ -346,8 +346,13 @@ class ClassifyView(QWidget):
             outcome = "result"
         else:
             outcome = "no-model"
-        self._set_status({"error": "Failed", "cancelled": "Cancelled", "result": "Done",
-                          "no-model": "Described (no model)"}[outcome])
+        status = {"error": "Failed", "cancelled": "Cancelled", "result": "Done",
+                  "no-model": "Described (no model)"}[outcome]
+        if outcome == "result" and self.result.get("runtime"):
+            # Which copy of the networks answered: Keras, or an export of the bundle.
+            status += f" (runtime {self.result['runtime']})"
+        self._set_status(status)
+        self.status.setToolTip(self.result.get("networks", "") if outcome == "result" else "")
         if outcome == "cancelled":
             self.banner.show_message("Cancelled.", "info")
         self.done.emit(outcome)
