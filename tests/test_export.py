@@ -147,6 +147,11 @@ def test_runtime_option_chooses_what_answers(exported, tiny_dataset, tau_street_
                  "--out", str(out), "--runtime", "keras"]) == 0
     params = json.loads((tmp_path / "labels.params.json").read_text())
     assert params["runtime"] == "keras"  # recorded with the run's settings
+    # Resumed with another runtime: accepted (shards may run on other machines), recorded.
+    assert main(["label", "--model", str(root), str(tiny_dataset), "--recursive",
+                 "--out", str(out), "--resume"]) == 0
+    params = json.loads((tmp_path / "labels.params.json").read_text())
+    assert (params["runtime"], params["earlier_runtimes"]) == ("tflite-fp32", ["keras"])
 
 
 def test_visual_network_runs_any_number_of_frames(exported, real_inputs):
