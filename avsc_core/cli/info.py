@@ -125,5 +125,22 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # The description comes from the manifest alone; a network file that is missing or was
     # changed would only show when the model is used, so say it here (exit 1).
-    load_bundle(args.model, verify=True)
+    bundle = load_bundle(args.model, verify=True)
+    if not args.json:
+        print(runtime_line(bundle))
     return 0
+
+
+def runtime_line(bundle) -> str:
+    """What ``--runtime auto`` runs the networks with on this machine, and how."""
+    from avsc_core.inference.predictor import KERAS, choose_runtime, export_engine, runtime_device
+    from avsc_core.inference.runtime import engine_title
+
+    runtime = choose_runtime(bundle)
+    if runtime == KERAS:
+        return ("runtime    keras on this machine (no export: 'avsc export' writes a faster "
+                "copy)")
+    device = runtime_device(bundle, runtime)
+    how = ("ONNX Runtime's CUDA provider" if device == "gpu"
+           else engine_title(export_engine(bundle, runtime, device)))
+    return f"runtime    {runtime} on this machine ({how})"
