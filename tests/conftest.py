@@ -177,6 +177,19 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+def exported_copy(model: Path, root: Path, *export_args: str):
+    """A copy of bundle ``model`` at ``root`` with an export ``avsc export`` wrote there
+    (``export_args``: its options after ``--model``), loaded."""
+    import shutil
+
+    from avsc_core.bundle import load_bundle
+    from avsc_core.cli.main import main
+
+    shutil.copytree(model, root)
+    assert main(["export", "--model", str(root), *export_args]) == 0
+    return load_bundle(root)
+
+
 def clip_network_inputs(bundle, clips: list[Path]) -> list:
     """The network inputs (:class:`~avsc_core.inference.inputs.SegmentBatch`) of ``clips``
     for ``bundle``'s networks, every segment."""

@@ -136,7 +136,7 @@ def test_runtime_option_chooses_what_answers(exported, tiny_dataset, tau_street_
     assert "unknown runtime 'fastest': auto, keras, a format (tflite, onnx)" in err
 
     assert main(["info", "--model", str(root)]) == 0
-    assert "runtime    tflite-fp32 on this machine (XNNPACK)" in capsys.readouterr().out
+    assert "runtime    tflite-fp32 export on the CPU (XNNPACK" in capsys.readouterr().out
     recorded = json.loads((root / "manifest.json").read_text())["metrics"]["test"]
     evaluated = evaluate_model(root, tiny_dataset, split="test", runtime="keras")
     assert evaluated["runtime"] == "keras"

@@ -8,9 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import clip_network_inputs
+from conftest import clip_network_inputs, exported_copy
 
-from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
 from avsc_core.inference import runtime as runtime_module
 from avsc_core.inference.predictor import Predictor
@@ -19,11 +18,8 @@ from avsc_core.inference.predictor import Predictor
 @pytest.fixture(scope="module")
 def bf16_bundle(trained_tiny_model, tmp_path_factory):
     """A private copy of the tiny bundle with an ONNX bf16 export, made by the CLI."""
-    root = tmp_path_factory.mktemp("bf16") / "model"
-    shutil.copytree(trained_tiny_model, root)
-    assert main(["export", "--model", str(root), "--format", "onnx",
-                 "--precision", "bf16"]) == 0
-    return load_bundle(root)
+    return exported_copy(trained_tiny_model, tmp_path_factory.mktemp("bf16") / "model",
+                         "--format", "onnx", "--precision", "bf16")
 
 
 @pytest.fixture(scope="module")

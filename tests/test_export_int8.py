@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import clip_network_inputs
+from conftest import clip_network_inputs, exported_copy
 
 from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
@@ -27,12 +27,10 @@ CALIBRATION_FILES = 6
 @pytest.fixture(scope="module")
 def int8_bundle(trained_tiny_model, tiny_dataset, tmp_path_factory):
     """A private copy of the tiny bundle with a calibrated ONNX int8 export, made by the CLI."""
-    root = tmp_path_factory.mktemp("int8") / "model"
-    shutil.copytree(trained_tiny_model, root)
-    assert main(["export", "--model", str(root), "--format", "onnx", "--precision", "int8",
-                 "--calibration", str(tiny_dataset),
-                 "--calibration-files", str(CALIBRATION_FILES)]) == 0
-    return load_bundle(root)
+    return exported_copy(trained_tiny_model, tmp_path_factory.mktemp("int8") / "model",
+                         "--format", "onnx", "--precision", "int8",
+                         "--calibration", str(tiny_dataset),
+                         "--calibration-files", str(CALIBRATION_FILES))
 
 
 @pytest.fixture(scope="module")

@@ -132,15 +132,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def runtime_line(bundle) -> str:
-    """What ``--runtime auto`` runs the networks with on this machine, and how."""
-    from avsc_core.inference.predictor import KERAS, choose_runtime, export_engine, runtime_device
-    from avsc_core.inference.runtime import engine_title
+    """What ``--runtime auto`` runs the networks with on this machine, and how (the line
+    a Predictor logs; it opens no network)."""
+    from avsc_core.inference.predictor import KERAS, Predictor
 
-    runtime = choose_runtime(bundle)
-    if runtime == KERAS:
-        return ("runtime    keras on this machine (no export: 'avsc export' writes a faster "
-                "copy)")
-    device = runtime_device(bundle, runtime)
-    how = ("ONNX Runtime's CUDA provider" if device == "gpu"
-           else engine_title(export_engine(bundle, runtime, device)))
-    return f"runtime    {runtime} on this machine ({how})"
+    predictor = Predictor(bundle)
+    hint = " (no export: 'avsc export' writes a faster copy)" if predictor.runtime == KERAS else ""
+    return f"runtime    {predictor.describe()}{hint}"

@@ -123,9 +123,8 @@ def kernels_report() -> list[str]:
                      f"{', '.join(onnx_providers())}")
     if openvino_available():
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: CPU plugin "
-                         "(runs the ONNX int8 and bf16 exports, backbones' float layers in "
-                         f"{'bf16' if openvino_precision() == 'bf16' else 'fp32'})")
+            lines.append(f"OpenVINO {importlib.metadata.version('openvino')}: "
+                         f"{engine_title('openvino')} (runs the ONNX int8 and bf16 exports)")
     lines.append(f"GPU visible: {'yes' if gpu_visible() else 'no'}")
     return lines
 

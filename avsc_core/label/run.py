@@ -591,8 +591,9 @@ def label_folder(
             params["resumed"] = now()
             # Rows written by another runtime (an export made since, a GPU machine) stay.
             before = {*previous.get("earlier_runtimes", []), previous.get("runtime")}
-            if before - {None, predictor.runtime}:
-                params["earlier_runtimes"] = sorted(before - {None, predictor.runtime})
+            before -= {None, predictor.runtime}
+            if before:
+                params["earlier_runtimes"] = sorted(before)
         recorder = Recorder(store, params, files, folder, earlier, progress, on_row,
                             folder_files=None if shard is None else len(all_files),
                             sidecars=sidecar_names(
