@@ -50,3 +50,13 @@ class NoVideoError(MediaError):
 
     def __init__(self, path: str | Path):
         super().__init__(path, "no video stream")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason part of a file's error, without the file's name: what a row of results
+    that already names the file (a label CSV row, a ``classify --json`` object) says."""
+    if isinstance(exc, MediaError):
+        return exc.reason
+    if isinstance(exc, AvscError):
+        return str(exc)
+    return f"unexpected error ({type(exc).__name__}: {exc})"

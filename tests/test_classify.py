@@ -127,7 +127,7 @@ def test_batch_keeps_going_past_a_bad_file_and_can_be_cancelled(predictor, make_
         classify_file(good, predictor, cancel=lambda: True)
 
 
-def test_cli_prints_json_for_good_files_and_one_error_line_for_a_bad_one(
+def test_cli_prints_a_json_object_per_file_and_one_error_line_for_a_bad_one(
     trained_tiny_model, make_media, tmp_path, capsys
 ):
     good = make_media("good.mp4", seconds=2.0)
@@ -139,9 +139,15 @@ def test_cli_prints_json_for_good_files_and_one_error_line_for_a_bad_one(
     out, err = capsys.readouterr()
     assert code == 1
     data = json.loads(out)
-    assert [d["file"] for d in data] == [str(good), str(sound)]
+    assert [d["file"] for d in data] == [str(good), str(bad), str(sound)]  # in order
+    assert "error" not in data[0] and data[0]["clip"]["label"]
+    assert set(data[1]) == {"file", "error"} and "broken.mp4" not in data[1]["error"]
     [line] = [x for x in err.splitlines() if "broken.mp4" in x]
     assert line.startswith("avsc classify: error:") and "Traceback" not in err
+    assert line.endswith(data[1]["error"])
+
+    assert main(["classify", "--model", str(trained_tiny_model), str(bad), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == data[1]  # one file: one object
 
     assert main(["classify", "--model", str(trained_tiny_model), str(good), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["file"] == str(good)  # one file: one object

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", action="store_true",
         help="print JSON: one object per file, a JSON array when several files are given "
-        "(default: a table)",
+        "(a file that fails is {\"file\": ..., \"error\": reason}; default: a table)",
     )
     add_segment_arguments(parser)
     add_min_confidence_argument(parser)
@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 if outcome.result is None:
                     failures += 1
                     say(sys.stderr, f"avsc classify: error: {outcome.error}")
+                    if args.json:  # one object per file, in the order given
+                        results.append({"file": str(outcome.path), "error": outcome.reason})
                     continue
                 timeline.add(outcome.result.file, outcome.result)
                 if args.json:

@@ -26,7 +26,7 @@ import numpy as np
 
 from avsc_core.backbones import BRANCHES
 from avsc_core.bundle import Bundle, load_bundle
-from avsc_core.errors import AvscError, MediaError
+from avsc_core.errors import AvscError, MediaError, failure_reason
 from avsc_core.inference.inputs import (
     InputPlan,
     SegmentBatch,
@@ -367,11 +367,13 @@ def classify_file(
 
 @dataclass
 class FileOutcome:
-    """One file of :func:`classify_files`: its result, or why it failed."""
+    """One file of :func:`classify_files`: its result, or why it failed (``error`` names
+    the file, ``reason`` does not)."""
 
     path: Path
     result: ClassifyResult | None = None
     error: str | None = field(default=None)
+    reason: str | None = field(default=None)
 
     @property
     def ok(self) -> bool:
@@ -403,9 +405,10 @@ def classify_files(
         except Cancelled:
             raise
         except AvscError as exc:
-            yield FileOutcome(Path(path), error=str(exc))
+            yield FileOutcome(Path(path), error=str(exc), reason=failure_reason(exc))
         except Exception as exc:  # a decoder or library failure on one file
             log.debug("classifying %s failed", path, exc_info=True)
-            yield FileOutcome(Path(path), error=f"{path}: {type(exc).__name__}: {exc}")
+            yield FileOutcome(Path(path), error=f"{path}: {type(exc).__name__}: {exc}",
+                              reason=failure_reason(exc))
         else:
             yield FileOutcome(Path(path), result=result)

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Self
 
-from avsc_core.errors import AvscError, MediaError
+from avsc_core.errors import AvscError, failure_reason
 from avsc_core.features import FeatureExtractor
 from avsc_core.inference.inputs import (
     SEGMENT_BATCH,
@@ -52,15 +52,6 @@ PREFETCH = 2
 POLL_SECONDS = 0.5
 # Batches :class:`DecodeAhead` decodes ahead of the networks.
 BATCHES_AHEAD = 2
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The reason part of an error, without the file name (the CSV row names the file)."""
-    if isinstance(exc, MediaError):
-        return exc.reason
-    if isinstance(exc, AvscError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}: {exc})"
 
 
 def decode_file(
