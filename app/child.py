@@ -166,8 +166,11 @@ def train(job: TrainJob, *, send: Send, cancel: Cancel) -> dict[str, Any]:
 
     if job.sample is not None and not job.resume:
         _make_sample_data(job, send, cancel)
+    # A resumed run keeps the split it drew (fractions given on resume must equal it).
+    split = {} if job.resume else {"val_fraction": job.val_fraction,
+                                   "test_fraction": job.test_fraction}
     out = train_model(
-        job.data, job.out, job.config, layout=job.layout, resume=job.resume,
+        job.data, job.out, job.config, layout=job.layout, resume=job.resume, **split,
         jobs=job.jobs or None, cache_dir=job.cache_dir, devices=parse_devices(job.devices),
         progress=lambda event: send("progress", event), cancel=cancel,
     )

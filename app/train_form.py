@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from avsc_core.datasets import LAYOUTS
+from avsc_core.datasets import LAYOUTS, check_fractions
+from avsc_core.errors import AvscError
 from avsc_core.train.settings import (
     JOINT_BATCH,
     JOINT_IMAGE_MODELS,
@@ -41,8 +42,10 @@ PRECISION_CHOICES = PRECISIONS
 JOINT_FEATURE_CHOICES = SPECTROGRAMS
 IMAGE_MODEL_CHOICES = JOINT_IMAGE_MODELS
 SPLIT_NOTE = (
-    f"Without a split column or fold files, {DEFAULT_FRACTION:.0%} of each class is kept "
-    f"for validation and {DEFAULT_FRACTION:.0%} for the final test."
+    "Without a split column or fold files, a share of each class is kept for validation "
+    f"and one for the final test ({DEFAULT_FRACTION:.0%} each by default); a split column or "
+    "TAU's fold files decide themselves (a missing validation part takes its share of the "
+    "training clips)."
 )
 _JOINT_ONLY = frozenset({"joint_epochs", "joint_feature", "joint_image_model",
                          "joint_visual_stages", "joint_freeze_visual", "joint_branch_weight"})
@@ -81,6 +84,9 @@ class TrainForm:
     devices : str
         The GPUs to train on, as ``avsc train --devices`` takes them (a number, or
         TensorFlow device names separated by commas); blank for every visible GPU.
+    val_fraction, test_fraction : float
+        The shares of each class kept for validation and test when the data does not
+        split itself (``avsc train --val-fraction``, ``--test-fraction``).
     """
 
     preset: str
@@ -113,6 +119,8 @@ class TrainForm:
     resume: bool = False
     jobs: int = 0
     devices: str = ""
+    val_fraction: float = DEFAULT_FRACTION
+    test_fraction: float = DEFAULT_FRACTION
 
     def unused(self, name: str) -> bool:
         """Whether field ``name`` has no effect with this form's other settings."""
@@ -132,6 +140,17 @@ class RunOptions:
     resume: bool = False
     jobs: int = 0
     devices: str = ""
+    val_fraction: float = DEFAULT_FRACTION
+    test_fraction: float = DEFAULT_FRACTION
+
+
+def split_problem(val_fraction: float, test_fraction: float) -> str | None:
+    """Why a dataset cannot be split with these shares, or ``None``."""
+    try:
+        check_fractions(val_fraction, test_fraction)
+    except AvscError as exc:
+        return str(exc)
+    return None
 
 
 def _names(kind: type) -> frozenset[str]:
@@ -163,6 +182,9 @@ def form_to_config(form: TrainForm) -> tuple[TrainConfig, RunOptions]:
         parse_devices(options.devices)
     except ValueError as exc:
         raise ValueError(f"GPUs {options.devices!r}: {exc}") from None
+    problem = split_problem(options.val_fraction, options.test_fraction)
+    if problem:
+        raise ValueError(f"split: {problem}")
     return config, options
 
 

@@ -16,6 +16,7 @@ from avsc_core.bundle.history import epoch_metric
 from avsc_core.progress import Progress
 from avsc_core.train import TrainConfig
 from avsc_core.train.state import (
+    DEFAULT_FRACTION,
     EMBEDDINGS_STEP,
     JOINT_STEP,
     PHASE1,
@@ -78,6 +79,9 @@ class TrainJob:
     devices : str
         The GPUs to train on, as ``avsc train --devices`` takes them; blank for every
         visible GPU.
+    val_fraction, test_fraction : float
+        How a new run splits data that does not split itself (a resumed run keeps the
+        split it drew).
     """
 
     data: str
@@ -89,6 +93,8 @@ class TrainJob:
     cache_dir: str | None = None
     jobs: int = 0
     devices: str = ""
+    val_fraction: float = DEFAULT_FRACTION
+    test_fraction: float = DEFAULT_FRACTION
 
 
 def sample_job(data_dir: Path, models_dir: Path, stamp: str,

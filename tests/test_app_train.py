@@ -201,6 +201,31 @@ def test_back_during_the_dataset_check_cancels_it(qtbot, window, tiny_dataset, m
     assert len(probed) < 10  # it stopped before the last file
 
 
+def test_the_split_shares_reach_the_check_and_the_job(qtbot, window, tiny_dataset,
+                                                     monkeypatch):
+    view, page = window.train_view, window.train_view.dataset_page
+    page.data_edit.setText(str(tiny_dataset))
+    page.val_spin.setValue(0.5)
+    page.test_spin.setValue(0.5)
+    view._next()  # refused: nothing would be left to train on
+    assert view.page == 0 and "Split: val and test fractions leave nothing" in view.banner.text()
+    page.val_spin.setValue(0.2)
+    page.test_spin.setValue(0.4)
+    click(qtbot, view.next_button)
+    qtbot.waitUntil(view.next_button.isEnabled, timeout=30_000)
+    table = view.check_page.counts_table
+    counts = {table.horizontalHeaderItem(c).text(): int(table.item(0, c).text())
+              for c in range(table.columnCount())}
+    assert counts == {"train": 2, "val": 1, "test": 2, "total": 5}  # 5 clips a class
+    click(qtbot, view.next_button)
+    view.settings_page.out_edit.setText("/nowhere/model")
+    jobs = []
+    monkeypatch.setattr(view, "start", jobs.append)  # no training process
+    view.start_from_settings()
+    (job,) = jobs
+    assert (job.val_fraction, job.test_fraction) == (0.2, 0.4)
+
+
 def test_the_advanced_settings_reach_the_job_and_are_remembered(qtbot, window, monkeypatch):
     view = window.train_view
     settings = view.settings_page

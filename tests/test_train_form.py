@@ -19,6 +19,7 @@ from app.train_form import (
     form_to_config,
     saved_form,
     saved_settings,
+    split_problem,
     with_preset,
     with_strategy,
 )
@@ -57,8 +58,20 @@ def test_the_first_form_is_the_tiny_preset_with_every_backbone():
 
 def test_layouts_and_split_defaults_come_from_the_core():
     assert LAYOUT_CHOICES == ("auto", *LAYOUTS)
-    assert f"{DEFAULT_FRACTION:.0%} of each class is kept for validation" in SPLIT_NOTE
-    assert SPLIT_NOTE.count("15%") == 2
+    assert f"({DEFAULT_FRACTION:.0%} each by default)" in SPLIT_NOTE
+    form = default_form()
+    assert form.val_fraction == form.test_fraction == DEFAULT_FRACTION
+
+
+def test_split_shares_travel_as_run_options_and_impossible_ones_are_refused():
+    form = dataclasses.replace(default_form(), val_fraction=0.2, test_fraction=0.1)
+    _, options = form_to_config(form)
+    assert (options.val_fraction, options.test_fraction) == (0.2, 0.1)
+    assert "val_fraction" not in saved_settings(form)  # they belong to a dataset
+    assert split_problem(0.2, 0.1) is None
+    assert split_problem(0.5, 0.5) == "val and test fractions leave nothing to train on (0.5 + 0.5)"
+    with pytest.raises(ValueError, match="^split: val and test fractions leave nothing"):
+        form_to_config(dataclasses.replace(form, val_fraction=0.5, test_fraction=0.5))
 
 
 @pytest.mark.parametrize("config", [

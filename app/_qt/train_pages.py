@@ -57,11 +57,13 @@ from app.train_form import (
     TrainForm,
     form_to_config,
     saved_form,
+    split_problem,
     with_preset,
     with_strategy,
 )
 from app.training import TrainingReport, TrainJob, interrupted_run, stage_title
 from avsc_core.train import ALL_BACKBONES, FUSIONS, STRATEGIES
+from avsc_core.train.state import DEFAULT_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +113,15 @@ class DatasetPage(QWidget):
         csv.clicked.connect(self._choose_csv)
         self.layout_combo = QComboBox()
         self.layout_combo.addItems(LAYOUT_CHOICES)
+        self.val_spin = _share("Share of each class's clips kept to choose the best epoch "
+                               "and calibrate the answers (avsc train --val-fraction)")
+        self.test_spin = _share("Share of each class's clips kept for the final test, "
+                                "never trained on (avsc train --test-fraction)")
         form = QFormLayout()
         form.addRow("Dataset", _row(self.data_edit, folder, csv))
         form.addRow("Layout", self.layout_combo)
+        form.addRow("Validation share", self.val_spin)
+        form.addRow("Test share", self.test_spin)
         help_text = QLabel(
             "<p>Supported layouts:</p><ul>"
             "<li><b>folders</b>: one folder per class, <code>ROOT/&lt;class&gt;/&lt;files&gt;"
@@ -139,9 +147,17 @@ class DatasetPage(QWidget):
         """The chosen layout (``QWidget.layout`` is the page's Qt layout)."""
         return self.layout_combo.currentText()
 
+    @property
+    def split(self) -> dict[str, float]:
+        """The split shares, by the names of :class:`~app.train_form.TrainForm`'s fields."""
+        return {"val_fraction": self.val_spin.value(), "test_fraction": self.test_spin.value()}
+
     def problem(self) -> str | None:
         """Why the wizard cannot go on from this page, or ``None``."""
-        return None if self.data else "Choose a dataset folder or CSV file first."
+        if not self.data:
+            return "Choose a dataset folder or CSV file first."
+        problem = split_problem(**self.split)
+        return f"Split: {problem}." if problem else None
 
     def _choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Dataset folder",
@@ -156,10 +172,23 @@ class DatasetPage(QWidget):
             self.data_edit.setText(path)
 
 
-def _check_job(path: str, layout: str, *, send, cancel):
+def _share(tip: str) -> QDoubleSpinBox:
+    """A split share box, 0 to 0.95 in steps of 0.05, at the core's default."""
+    spin = QDoubleSpinBox()
+    spin.setDecimals(2)
+    spin.setRange(0.0, 0.95)
+    spin.setSingleStep(0.05)
+    spin.setValue(DEFAULT_FRACTION)
+    spin.setToolTip(tip)
+    return spin
+
+
+def _check_job(path: str, layout: str, val_fraction: float, test_fraction: float, *,
+               send, cancel):
     from avsc_core.datasets import check_dataset, load_dataset
 
-    dataset = load_dataset(path, layout)
+    # Split as training will (the seed only picks which clips, not how many).
+    dataset = load_dataset(path, layout, val_fraction, test_fraction)
     return check_dataset(dataset, progress=lambda event: send("progress", event), cancel=cancel)
 
 
@@ -209,8 +238,10 @@ class CheckPage(QWidget):
             return False
         return len(report.dataset.classes) >= 2 and sum(report.counts["train"].values()) > 0
 
-    def start(self, data: str, layout: str) -> None:
-        """Check the dataset at ``data``, stopping a check still running."""
+    def start(self, data: str, layout: str, val_fraction: float = DEFAULT_FRACTION,
+              test_fraction: float = DEFAULT_FRACTION) -> None:
+        """Check the dataset at ``data`` split with these shares, stopping a check still
+        running."""
         self.cancel()
         self.report = None
         self.title.setText(f"Checking {data} ...")
@@ -219,7 +250,7 @@ class CheckPage(QWidget):
         self.counts_table.clear()
         self.counts_table.setRowCount(0)
         self.problems.setPlainText("")
-        task = ThreadTask(_check_job, data, layout, parent=self)
+        task = ThreadTask(_check_job, data, layout, val_fraction, test_fraction, parent=self)
         # Only the latest check speaks: the user may have gone back and chosen another.
         task.progress.connect(lambda event: self._show_progress(event)
                               if task is self.task else None)
@@ -511,13 +542,17 @@ class SettingsPage(QWidget):
         self.advanced.widgets["lr_schedule"].currentTextChanged.connect(
             lambda _: self._grey_out(self.form()))
 
-    def form(self, data: str = "", layout: str = "auto") -> TrainForm:
-        """What the page shows, with the dataset chosen on the first page."""
+    def form(self, data: str = "", layout: str = "auto",
+             val_fraction: float = DEFAULT_FRACTION,
+             test_fraction: float = DEFAULT_FRACTION) -> TrainForm:
+        """What the page shows, with the dataset and split chosen on the first page."""
         return TrainForm(
             **{name: _value(widget) for name, widget in self.widgets.items()},
             backbones=tuple(n for n, c in self.backbone_checks.items() if c.isChecked()),
             data=data,
             layout=layout,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
             out=self.out_edit.text().strip(),
             resume=self.resume_check.isChecked(),
         )

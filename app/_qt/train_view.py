@@ -113,7 +113,8 @@ class TrainView(QWidget):
         if page != TRAIN:
             self.banner.clear_message()
         if page == CHECK:
-            self.check_page.start(self.dataset_page.data, self.dataset_page.dataset_layout)
+            self.check_page.start(self.dataset_page.data, self.dataset_page.dataset_layout,
+                                  **self.dataset_page.split)
         if page == SETTINGS:
             self.settings_page.suggest_out(self.dataset_page.data)
         self._update_nav()
@@ -151,7 +152,8 @@ class TrainView(QWidget):
     # ----- training -----------------------------------------------------------------
     def form(self) -> TrainForm:
         """The wizard's form: the dataset page's choice and the settings page's."""
-        return self.settings_page.form(self.dataset_page.data, self.dataset_page.dataset_layout)
+        return self.settings_page.form(self.dataset_page.data, self.dataset_page.dataset_layout,
+                                       **self.dataset_page.split)
 
     def start_from_settings(self) -> None:
         problem = self.settings_page.problem()

@@ -9,7 +9,7 @@ from avsc_core.datasets.check import DatasetReport, check_dataset
 from avsc_core.datasets.csv_layout import load_csv
 from avsc_core.datasets.folders import load_folders
 from avsc_core.datasets.load import LAYOUTS, detect_layout, load_dataset
-from avsc_core.datasets.splits import assign_splits, carve_split
+from avsc_core.datasets.splits import assign_splits, carve_split, check_fractions
 from avsc_core.datasets.tau2021 import load_tau2021
 from avsc_core.datasets.types import (
     AUDIO_EXTENSIONS,
@@ -35,6 +35,7 @@ __all__ = [
     "assign_splits",
     "carve_split",
     "check_dataset",
+    "check_fractions",
     "detect_layout",
     "is_media_file",
     "load_csv",

@@ -99,7 +99,7 @@ def assign_splits(
     list of str
         The split of each item.
     """
-    _check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     moved = _pick(
         labels, groups, range(len(labels)), [("test", test_fraction), ("val", val_fraction)], seed
     )
@@ -119,7 +119,7 @@ def carve_split(
     Used when the data decides train and test itself (a ``split`` column, TAU fold
     files) but brings no validation part. Items outside ``train`` are left alone.
     """
-    _check_fractions(fraction, 0.0)
+    check_fractions(fraction, 0.0)
     train = [i for i, split in enumerate(splits) if split == "train"]
     moved = _pick(labels, groups, train, [(target, fraction)], seed)
     return [
@@ -154,7 +154,14 @@ def split_warnings(
     return warnings
 
 
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Refuse split shares outside [0, 1) or that leave nothing to train on.
+
+    Raises
+    ------
+    AvscError
+        Naming the share at fault.
+    """
     for name, value in (("val fraction", val_fraction), ("test fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise AvscError(f"{name} must be in [0, 1), got {value}")
