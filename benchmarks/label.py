@@ -44,7 +44,9 @@ labels FOLDER once, and its labels are compared with those of ``--reference``::
 Variant keys: ``src`` (a source tree whose ``avsc_core`` is imported instead of this
 one's), ``model``, ``runtime`` (``Predictor``'s), ``lanes`` (networks side by side; 1 runs
 them in turn on all cores), ``threads``, ``ahead`` (0: decode each file only when its turn
-comes, as before the decode-ahead thread), ``jobs``.
+comes, as before the decode-ahead thread), ``jobs``, ``isa`` (the most oneDNN may use, as
+``ONEDNN_MAX_CPU_ISA``: ``isa=AVX2`` runs OpenVINO's kernels as on a CPU without AVX-512
+or VNNI; XNNPACK and ONNX Runtime do not read it, so a TFLite variant keeps this CPU's).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
     spec: dict = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key not in ("src", "model", "runtime", "lanes", "threads", "ahead", "jobs"):
+        if key not in ("src", "model", "runtime", "lanes", "threads", "ahead", "jobs", "isa"):
             raise SystemExit(f"--variant {name}: unknown key {key!r}")
         spec[key] = value
     if "model" not in spec:
@@ -158,9 +160,12 @@ class Variant:
 
     def __init__(self, name: str, spec: dict):
         self.name, self.spec = name, spec
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if spec.get("isa"):
+            env["ONEDNN_MAX_CPU_ISA"] = spec["isa"]
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve", json.dumps(spec)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            stdout=subprocess.PIPE, text=True, env=env)
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -191,7 +196,8 @@ def compare(args: argparse.Namespace) -> None:
     running = {name: Variant(name, spec) for name, spec in variants.items()}
     try:
         for name, variant in running.items():
-            print(f"  {name:18} {variant.info['networks']}  (code: {variant.info['code']})")
+            isa = f", oneDNN at most {variant.spec['isa']}" if variant.spec.get("isa") else ""
+            print(f"  {name:18} {variant.info['networks']}  (code: {variant.info['code']}{isa})")
         for name in timed:  # warm-up: first calls, decoder start-up paths, file cache
             running[name].label(args.folder)
         print(f"{len(files)} files in {args.folder}; runs in turn, median of {args.repeat}; "

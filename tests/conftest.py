@@ -177,6 +177,54 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+def convnext_like(seed: int = 0):
+    """A small ConvNeXt: stem (conv + LayerNorm), two blocks (grouped 7x7 conv, LayerNorm,
+    Dense x4, GELU, Dense, LayerScale, residual), a downsampling Sequential (LayerNorm +
+    2x2 conv), pooling and a final LayerNorm, nested as Keras's ConvNeXt is, then the
+    dense head; LayerNorm and LayerScale weights far from their initial 1, 0 and 1e-6."""
+    import keras
+    from keras.src.applications.convnext import LayerScale
+
+    from avsc_core.models.heads import dense_head
+
+    def block(x, dim, name):
+        y = keras.layers.Conv2D(dim, 7, padding="same", groups=dim, name=f"{name}_dw")(x)
+        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{name}_ln")(y)
+        y = keras.layers.Dense(4 * dim, name=f"{name}_pw1")(y)
+        y = keras.layers.Activation("gelu", name=f"{name}_gelu")(y)
+        y = keras.layers.Dense(dim, name=f"{name}_pw2")(y)
+        y = LayerScale(1e-6, dim, name=f"{name}_scale")(y)
+        return keras.layers.Add(name=f"{name}_add")([x, y])
+
+    inner_in = keras.Input((32, 32, 3))
+    stem = keras.Sequential([keras.layers.Conv2D(8, 4, strides=4, name="stem_conv"),
+                             keras.layers.LayerNormalization(epsilon=1e-6, name="stem_ln")],
+                            name="stem")
+    x = block(stem(inner_in), 8, "s0b0")
+    down = keras.Sequential([keras.layers.LayerNormalization(epsilon=1e-6, name="down_ln"),
+                             keras.layers.Conv2D(16, 2, strides=2, name="down_conv")],
+                            name="down")
+    x = block(down(x), 16, "s1b0")
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="head_ln")(x)
+    inner = keras.Model(inner_in, x, name="convnext_like")
+    frames = keras.Input((32, 32, 3), name="frames")
+    model = keras.Model(frames, dense_head(inner(frames), embed_dim=12, n_classes=4,
+                                           dropout=0.0, l2=0.0))
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3
+                       for w in model.get_weights()])
+    for layer in inner.layers + stem.layers + down.layers:
+        if isinstance(layer, keras.layers.LayerNormalization):
+            gamma, beta = layer.get_weights()
+            layer.set_weights([rng.uniform(0.3, 2.0, gamma.shape).astype(np.float32),
+                               rng.normal(0, 0.5, beta.shape).astype(np.float32)])
+        elif isinstance(layer, LayerScale):
+            shape = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.1, 1.0, shape).astype(np.float32)])
+    return model
+
+
 def exported_copy(model: Path, root: Path, *export_args: str):
     """A copy of bundle ``model`` at ``root`` with an export ``avsc export`` wrote there
     (``export_args``: its options after ``--model``), loaded."""

@@ -4,7 +4,11 @@ and no calibration."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -91,3 +95,25 @@ def test_the_cli_says_when_this_machine_computes_it_in_fp32(trained_tiny_model, 
     assert "exported" in captured.out and "as onnx-bf16" in captured.out
     assert captured.err.strip().startswith("avsc export: note: this CPU has no native bf16")
     assert captured.err.count("\n") == 1
+
+
+def test_onednn_capped_below_bf16_computes_in_fp32(bf16_bundle, tiny_dataset, monkeypatch):
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` (a CPU without AVX-512, as ``benchmarks/label.py``'s
+    ``isa`` emulates it): OpenVINO still lists BF16 but cannot build bf16 layers, so avsc
+    asks it for fp32 (it used to stop at the first network on a bf16 CPU)."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    runtime_module.openvino_precision.cache_clear()
+    try:
+        assert runtime_module.openvino_precision() == "f32"
+    finally:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        runtime_module.openvino_precision.cache_clear()
+    clip = min(tiny_dataset.rglob("*.mp4"))
+    done = subprocess.run(
+        [sys.executable, "-m", "avsc_core", "classify", "--model", str(bf16_bundle.root),
+         str(clip), "--runtime", "onnx-bf16", "--json"],
+        env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runtime"] == "onnx-bf16"
+

@@ -7,19 +7,24 @@ clips calibrated it.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
-from conftest import clip_network_inputs, exported_copy
+from conftest import clip_network_inputs, convnext_like, exported_copy
 
 from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
 from avsc_core.errors import AvscError
 from avsc_core.export.quantize import calibration_inputs, dense_head_nodes, pick_files
 from avsc_core.inference import runtime as runtime_module
-from avsc_core.inference.predictor import Predictor
+from avsc_core.inference.predictor import Predictor, choose_runtime
 
 CALIBRATION_FILES = 6
 
@@ -180,3 +185,81 @@ def test_the_dense_head_after_pooling_stays_fp32(int8_bundle):
         assert not set(by_name[name].input) & quantised_inputs
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert convs and all(set(n.input) & quantised_inputs for n in convs)
+
+
+def test_convnext_pointwise_layers_run_as_int8_convolutions(tmp_path):
+    """A ConvNeXt's Dense layers on images reach the int8 graph as quantised 1x1 Conv
+    (OpenVINO's faster int8 kernels), with the Keras model's answers."""
+    import onnx
+
+    from avsc_core.export.convert import to_onnx
+    from avsc_core.export.graph import backbone_graph
+    from avsc_core.export.quantize import quantize_onnx
+    from avsc_core.inference.backbones import OUTPUTS
+
+    model = convnext_like(seed=2)
+    inputs = backbone_graph(model, None, tmp_path / "sm", pointwise_as_conv=True)
+    rng = np.random.default_rng(0)
+    samples = [rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32) for _ in range(4)]
+    path = tmp_path / "int8.onnx"
+    path.write_bytes(quantize_onnx(to_onnx(tmp_path / "sm"), inputs, samples))
+    graph = onnx.load(str(path)).graph
+    quantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv" and set(n.input) & quantised]
+    assert len(convs) >= 6  # stem, downsampling, two blocks' 7x7 and two pointwise each
+    assert not any(n.op_type == "MatMul" and set(n.input) & quantised for n in graph.node)
+    network = runtime_module.open_network("onnx", path, {"inputs": inputs, "batch": 4},
+                                          threads=1, exact=True)
+    x = samples[0]
+    expected = keras.Model(model.input, [model.get_layer(n).output for n in OUTPUTS])(x)
+    got = network(x)
+    probs = np.asarray(expected[-1])
+    assert np.max(np.abs(got["probs"] - probs)) < 0.05
+    assert np.array_equal(got["probs"].argmax(-1), probs.argmax(-1))
+
+
+@pytest.mark.parametrize(("flags", "isa", "overflows"), [
+    (("sse4_2", "avx", "avx2", "fma"), "", True),  # AVX2 only
+    (("avx2", "avx512f", "avx512_vnni"), "", False),
+    (("avx2", "avx_vnni"), "", False),
+    (("avx2", "avx512f", "avx512_vnni"), "AVX2", True),  # oneDNN capped below VNNI
+    (("asimd",), "", False),  # ARM: no vpmaddubsw
+])
+def test_which_cpus_overflow_on_8_bit_weights(flags, isa, overflows, monkeypatch):
+    from avsc_core.inference import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_info",
+                        lambda: device_module.CpuInfo("test CPU", 2, flags))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    runtime_module.int8_overflows.cache_clear()
+    try:
+        assert runtime_module.int8_overflows() is overflows
+    finally:
+        runtime_module.int8_overflows.cache_clear()
+
+
+def test_the_int8_export_is_passed_over_on_a_cpu_without_vnni(int8_bundle, monkeypatch,
+                                                              caplog):
+    monkeypatch.setattr(runtime_module, "int8_overflows", lambda: True)
+    with caplog.at_level("WARNING"):
+        assert choose_runtime(int8_bundle) != "onnx-int8"
+    assert "not used on this CPU: without VNNI" in caplog.text
+    assert choose_runtime(int8_bundle, "onnx") == "onnx-int8"  # the only ONNX export
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        asked = Predictor(int8_bundle, runtime="onnx-int8")  # asked for by name: it runs
+    assert asked.runtime == "onnx-int8" and "labels may differ" in caplog.text
+
+
+def test_onednn_capped_below_vnni_labels_with_another_runtime(int8_bundle, tiny_dataset):
+    """oneDNN limited to AVX2 (``ONEDNN_MAX_CPU_ISA``), as on a CPU without VNNI: auto
+    does not run the int8 export, whose layers would overflow there."""
+    clip = min(tiny_dataset.rglob("*.mp4"))
+    command = [sys.executable, "-m", "avsc_core", "classify", "--model",
+               str(int8_bundle.root), str(clip), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2",
+                               "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runtime"] != "onnx-int8"
+    assert "the onnx-int8 export is not used on this CPU" in done.stderr

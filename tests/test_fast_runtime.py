@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import write_media
+from conftest import convnext_like, write_media
 
 from avsc_core.backbones import modality_of
 from avsc_core.bundle import load_bundle
@@ -30,54 +30,8 @@ from avsc_core.label import label_folder, workers
 from avsc_core.label import run as label_run
 from avsc_core.label.workers import DecodeAhead
 from avsc_core.media import probe
-from avsc_core.models.heads import dense_head
 
 # --- the LayerNorm fold ------------------------------------------------------------------
-
-
-def convnext_like(seed: int = 0) -> keras.Model:
-    """A small ConvNeXt: stem (conv + LayerNorm), two blocks (grouped 7x7 conv, LayerNorm,
-    Dense x4, GELU, Dense, LayerScale, residual), a downsampling Sequential (LayerNorm +
-    2x2 conv), pooling and a final LayerNorm, nested as Keras's ConvNeXt is, then the
-    dense head; LayerNorm and LayerScale weights far from their initial 1, 0 and 1e-6."""
-    from keras.src.applications.convnext import LayerScale
-
-    def block(x, dim, name):
-        y = keras.layers.Conv2D(dim, 7, padding="same", groups=dim, name=f"{name}_dw")(x)
-        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{name}_ln")(y)
-        y = keras.layers.Dense(4 * dim, name=f"{name}_pw1")(y)
-        y = keras.layers.Activation("gelu", name=f"{name}_gelu")(y)
-        y = keras.layers.Dense(dim, name=f"{name}_pw2")(y)
-        y = LayerScale(1e-6, dim, name=f"{name}_scale")(y)
-        return keras.layers.Add(name=f"{name}_add")([x, y])
-
-    inner_in = keras.Input((32, 32, 3))
-    stem = keras.Sequential([keras.layers.Conv2D(8, 4, strides=4, name="stem_conv"),
-                             keras.layers.LayerNormalization(epsilon=1e-6, name="stem_ln")],
-                            name="stem")
-    x = block(stem(inner_in), 8, "s0b0")
-    down = keras.Sequential([keras.layers.LayerNormalization(epsilon=1e-6, name="down_ln"),
-                             keras.layers.Conv2D(16, 2, strides=2, name="down_conv")],
-                            name="down")
-    x = block(down(x), 16, "s1b0")
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="head_ln")(x)
-    inner = keras.Model(inner_in, x, name="convnext_like")
-    frames = keras.Input((32, 32, 3), name="frames")
-    model = keras.Model(frames, dense_head(inner(frames), embed_dim=12, n_classes=4,
-                                           dropout=0.0, l2=0.0))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3
-                       for w in model.get_weights()])
-    for layer in inner.layers + stem.layers + down.layers:
-        if isinstance(layer, keras.layers.LayerNormalization):
-            gamma, beta = layer.get_weights()
-            layer.set_weights([rng.uniform(0.3, 2.0, gamma.shape).astype(np.float32),
-                               rng.normal(0, 0.5, beta.shape).astype(np.float32)])
-        elif isinstance(layer, LayerScale):
-            shape = layer.get_weights()[0].shape
-            layer.set_weights([rng.uniform(0.1, 1.0, shape).astype(np.float32)])
-    return model
 
 
 def outputs(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
@@ -108,6 +62,21 @@ def test_layer_norm_and_layer_scale_fold_exactly():
     assert [w.name for w in shifts.get_layer("convnext_like").get_layer("s0b0_ln").weights] == [
         "gamma"]
     for before, after in zip(outputs(model, x), outputs(shifts, x)):
+        np.testing.assert_allclose(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_pointwise_layers_as_1x1_convolutions_give_the_same_answers():
+    """The int8 ONNX exports' form: ConvNeXt's Dense layers on images become 1x1 Conv2D
+    (after the folds), the head's Dense layers on pooled vectors stay Dense."""
+    model = convnext_like(seed=4)
+    copy = prepared_for_export(model, pointwise_as_conv=True)
+    inner = copy.get_layer("convnext_like")
+    for name in ("s0b0_pw1", "s0b0_pw2", "s1b0_pw1", "s1b0_pw2"):
+        layer = inner.get_layer(name)
+        assert type(layer) is keras.layers.Conv2D and layer.kernel_size == (1, 1)
+    assert all(type(copy.get_layer(name)) is keras.layers.Dense for name in ("emb1", "emb2"))
+    x = np.random.default_rng(5).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    for before, after in zip(outputs(model, x), outputs(copy, x)):
         np.testing.assert_allclose(after, before, atol=1e-5, rtol=1e-5)
 
 

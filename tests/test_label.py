@@ -122,6 +122,21 @@ def test_decoder_processes_give_the_same_rows(folder, predictor, tmp_path):
     assert read_csv(one) == read_csv(two)
 
 
+def test_label_decodes_video_with_one_thread(folder, predictor, tmp_path, monkeypatch):
+    """While the networks keep the cores busy, one decoder thread costs the least CPU."""
+    from avsc_core.media import segments
+
+    real, asked = segments.iter_frames_at, []
+
+    def recording(*args, **kwargs):
+        asked.append(args[4] if len(args) > 4 else kwargs.get("threads", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segments, "iter_frames_at", recording)
+    label_folder(folder, predictor, tmp_path / "labels.csv")
+    assert asked and set(asked) == {1}
+
+
 def test_cli(folder, trained_tiny_model, tmp_path, capsys):
     out = tmp_path / "labels.csv"
     args = ["label", "--model", str(trained_tiny_model), str(folder), "--out", str(out)]

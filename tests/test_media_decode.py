@@ -164,3 +164,15 @@ def test_unicode_path(tmp_path, make_media):
     info = probe(path)
     assert info.has_audio and info.has_video
     assert read_audio(path).shape[0] == 2
+
+
+def test_a_single_decoder_thread_gives_the_same_frames(tau_street_videos):
+    """``avsc label`` decodes video with one thread (the least CPU time while the networks
+    keep the cores busy); the frames are those of FFmpeg's threaded decoding."""
+    from avsc_core.media.video import iter_frames_at
+
+    times = np.arange(0.0, 10.0, 0.5)
+    threaded = [f for _, f in iter_frames_at(tau_street_videos[0], times)]
+    single = [f for _, f in iter_frames_at(tau_street_videos[0], times, threads=1)]
+    assert len(single) == len(threaded) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(threaded, single))

@@ -48,6 +48,9 @@ class InputPlan:
     model_samples : int
         Audio samples of one model input; shorter segments are repeated up to it, as
         clips shorter than a segment were during training.
+    video_threads : int
+        Video decoder threads (0: FFmpeg's choice, the quickest for one file; 1: the
+        least CPU time, see :func:`~avsc_core.media.video.iter_frames_at`).
     """
 
     media: MediaConfig
@@ -55,6 +58,7 @@ class InputPlan:
     kinds: tuple[str, ...]
     frames: bool
     model_samples: int
+    video_threads: int = 0
 
 
 def analysis_media(
@@ -192,7 +196,8 @@ def iter_input_batches(
     extractor = extractor or FeatureExtractor(plan.features, plan.media.sample_rate)
     use_audio = bool(plan.kinds) and info.has_audio
     use_video = plan.frames and info.has_video
-    streams = open_segment_streams(path, plan.media, info, audio=use_audio, video=use_video)
+    streams = open_segment_streams(path, plan.media, info, audio=use_audio, video=use_video,
+                                   video_threads=plan.video_threads)
     spans: list[Span] = []
     features: dict[str, list[np.ndarray]] = {k: [] for k in plan.kinds} if use_audio else {}
     frames: list[np.ndarray] = []

@@ -59,7 +59,7 @@ from avsc_core.inference.device import (
     tensorflow_gpus,
     usable_cores,
 )
-from avsc_core.inference.runtime import RESIZABLE, engine_title
+from avsc_core.inference.runtime import RESIZABLE, engine_title, overflows_here
 from avsc_core.inference.unfamiliar import EMBEDDING, load_familiarity
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,18 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
     complete = [k for k in exports if _complete(bundle, exports[k])]
     order = auto_order(complete)
     ranked = sorted(complete, key=lambda k: order.index(k) if k in order else 99)
+    # Auto passes over an export whose int8 layers overflow here; a format asked for takes
+    # it last (Predictor then warns, as for such an export asked for by name).
+    overflowing = [k for k in ranked if overflows_here(exports[k])]
+    ranked = [k for k in ranked if k not in overflowing]
+    if runtime == "auto":
+        for key in overflowing:
+            log.warning(
+                "%s: the %s export is not used on this CPU: without VNNI its int8 layers "
+                "overflow (labels would differ from fp32's; --runtime %s runs it anyway)",
+                bundle.root, key, key)
+    else:
+        ranked += overflowing
     device = requested_device(device)
     if runtime == KERAS:
         return KERAS
@@ -259,6 +271,10 @@ class Predictor:
         # Seconds each backbone took last (visual first until measured): longest first.
         self._cost: dict[str, float] = {}
         log.info("networks: %s", self.describe())
+        if self.runtime != KERAS and overflows_here(bundle.exports[self.runtime]):
+            log.warning("%s: this CPU has no VNNI, on which the %s export's int8 layers "
+                        "overflow: its labels may differ from fp32's (an onnx bf16 or tflite "
+                        "int8 export keeps them)", bundle.root, self.runtime)
 
     def describe(self) -> str:
         """Which runtime runs the networks, where, and how (the line logged at start)."""

@@ -312,6 +312,45 @@ def _openvino_core():
     return openvino.Core()
 
 
+# oneDNN's instruction sets without int8 dot products (VNNI), as ONEDNN_MAX_CPU_ISA names
+# them, and the /proc/cpuinfo flags of those dot products.
+NO_VNNI_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX512_CORE"})
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+@functools.cache
+def int8_overflows() -> bool:
+    """Whether this CPU's int8 kernels overflow on the calibrated int8 exports' weights: an
+    x86 CPU without VNNI multiplies uint8 activations by int8 weights in pairs summed into
+    int16 (``vpmaddubsw``), which saturates. Measured with oneDNN limited to AVX2
+    (``ONEDNN_MAX_CPU_ISA=AVX2``), on 60 real street frames: ConvNeXtTiny's ``emb2`` 18 %
+    off fp32 instead of 1.7 % (InceptionV3 9 % instead of 3.5 %), and labels equal to
+    fp32's on 111 of 122 clips instead of 122. Weights kept to 7 bits (ONNX Runtime's
+    ``reduce_range``) do not overflow, but cost VNNI CPUs their accuracy (2.2 % off, 119
+    of 122 labels; 118 without VNNI), so the export keeps 8 bits and such a CPU runs
+    another export (:func:`~avsc_core.inference.predictor.choose_runtime`)."""
+    from avsc_core.inference.device import cpu_info
+
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in NO_VNNI_ISAS:
+        return True
+    flags = set(cpu_info().flags)
+    x86 = bool(flags & {"sse4_2", "avx", "avx2"})
+    return x86 and not flags & VNNI_FLAGS
+
+
+def overflows_here(export: Mapping) -> bool:
+    """Whether ``export``'s int8 layers overflow on this CPU (:func:`int8_overflows`): a
+    calibrated ONNX int8 export on an x86 CPU without VNNI. (TFLite's int8 is not
+    affected: XNNPACK widens to int16 before multiplying.)"""
+    return (export.get("format") == "onnx" and export.get("precision") == "int8"
+            and int8_overflows())
+
+
+# oneDNN's instruction sets without native bf16, as ONEDNN_MAX_CPU_ISA names them.
+NO_BF16_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                          "AVX512_CORE_VNNI"})
+
+
 @functools.cache
 def openvino_precision() -> str:
     """What OpenVINO computes the float layers of the exports it runs in (the bf16
@@ -319,7 +358,14 @@ def openvino_precision() -> str:
     computes bf16 natively (AVX512_BF16 or AMX: OpenVINO lists ``BF16`` among its
     optimisation capabilities), else ``"f32"``. Their answers then depend a little on the
     CPU, as an int8 export's already do (``benchmarks/label.py --agree`` measures their
-    labels against fp32)."""
+    labels against fp32).
+
+    ``ONEDNN_MAX_CPU_ISA`` below bf16 (``AVX2``: what ``benchmarks/label.py``'s ``isa``
+    runs as) also means ``"f32"``: OpenVINO still lists ``BF16`` then, but cannot build
+    bf16 layers from the kernels left to it.
+    """
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in NO_BF16_ISAS:
+        return "f32"
     try:
         capabilities = _openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except (ImportError, RuntimeError):

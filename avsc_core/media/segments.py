@@ -127,11 +127,13 @@ def iter_frame_segments(
     spans: list[Span],
     media: MediaConfig,
     warnings: list[str] | None = None,
+    threads: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield each span's ``(frame_times, frames)``; one decoding pass for all spans."""
+    """Yield each span's ``(frame_times, frames)``; one decoding pass for all spans, with
+    ``threads`` decoder threads (see :func:`~avsc_core.media.video.iter_frames_at`)."""
     per_span = [sample_times(s.start, s.end, media.frames_per_second) for s in spans]
     all_times = np.unique(np.concatenate(per_span))
-    frames_iter = iter_frames_at(path, all_times, media.frame_size, warnings)
+    frames_iter = iter_frames_at(path, all_times, media.frame_size, warnings, threads)
     decoded: dict[float, np.ndarray] = {}
     for i, span_times in enumerate(per_span):
         horizon = float(span_times[-1])
@@ -180,14 +182,17 @@ def open_segment_streams(
     info: MediaInfo,
     audio: bool = True,
     video: bool = True,
+    video_threads: int = 0,
 ) -> SegmentStreams:
-    """Start decoding ``path``'s streams for :func:`iter_segments`'s spans."""
+    """Start decoding ``path``'s streams for :func:`iter_segments`'s spans (the video with
+    ``video_threads`` decoder threads, see :func:`~avsc_core.media.video.iter_frames_at`)."""
     spans = segment_spans(info.duration, media)
     audio_iter = (
         _audio_with_warnings(path, spans, media) if audio and info.has_audio else None
     )
     frame_iter = (
-        prefetch(_frames_with_warnings(path, spans, media), depth=2, name="avsc-frames")
+        prefetch(_frames_with_warnings(path, spans, media, video_threads), depth=2,
+                 name="avsc-frames")
         if video and info.has_video
         else None
     )
@@ -233,11 +238,11 @@ def _audio_with_warnings(
 
 
 def _frames_with_warnings(
-    path: str | Path, spans: list[Span], media: MediaConfig
+    path: str | Path, spans: list[Span], media: MediaConfig, threads: int = 0
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     # Runs in the prefetch thread: its warnings travel with its items, not through a list
     # both threads touch.
     warnings: list[str] = []
-    for times, frames in iter_frame_segments(path, spans, media, warnings):
+    for times, frames in iter_frame_segments(path, spans, media, warnings, threads):
         yield times, frames, list(warnings)
         warnings.clear()
