@@ -47,6 +47,8 @@ them in turn on all cores), ``threads``, ``ahead`` (0: decode each file only whe
 comes, as before the decode-ahead thread), ``jobs``, ``isa`` (the most oneDNN may use, as
 ``ONEDNN_MAX_CPU_ISA``: ``isa=AVX2`` runs OpenVINO's kernels as on a CPU without AVX-512
 or VNNI; XNNPACK and ONNX Runtime do not read it, so a TFLite variant keeps this CPU's).
+Below VNNI, ``auto`` passes over an onnx int8 export, as it does on such a CPU: time that
+export with ``runtime=onnx-int8``.
 """
 
 from __future__ import annotations

@@ -183,12 +183,11 @@ def _share(tip: str) -> QDoubleSpinBox:
     return spin
 
 
-def _check_job(path: str, layout: str, val_fraction: float, test_fraction: float, *,
-               send, cancel):
+def _check_job(path: str, layout: str, val_fraction: float, test_fraction: float, seed: int,
+               *, send, cancel):
     from avsc_core.datasets import check_dataset, load_dataset
 
-    # Split as training will (the seed only picks which clips, not how many).
-    dataset = load_dataset(path, layout, val_fraction, test_fraction)
+    dataset = load_dataset(path, layout, val_fraction, test_fraction, seed)
     return check_dataset(dataset, progress=lambda event: send("progress", event), cancel=cancel)
 
 
@@ -239,9 +238,9 @@ class CheckPage(QWidget):
         return len(report.dataset.classes) >= 2 and sum(report.counts["train"].values()) > 0
 
     def start(self, data: str, layout: str, val_fraction: float = DEFAULT_FRACTION,
-              test_fraction: float = DEFAULT_FRACTION) -> None:
-        """Check the dataset at ``data`` split with these shares, stopping a check still
-        running."""
+              test_fraction: float = DEFAULT_FRACTION, seed: int = 0) -> None:
+        """Check the dataset at ``data``, split as training will split it (these shares,
+        this seed), stopping a check still running."""
         self.cancel()
         self.report = None
         self.title.setText(f"Checking {data} ...")
@@ -250,7 +249,8 @@ class CheckPage(QWidget):
         self.counts_table.clear()
         self.counts_table.setRowCount(0)
         self.problems.setPlainText("")
-        task = ThreadTask(_check_job, data, layout, val_fraction, test_fraction, parent=self)
+        task = ThreadTask(_check_job, data, layout, val_fraction, test_fraction, seed,
+                          parent=self)
         # Only the latest check speaks: the user may have gone back and chosen another.
         task.progress.connect(lambda event: self._show_progress(event)
                               if task is self.task else None)

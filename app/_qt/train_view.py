@@ -113,8 +113,11 @@ class TrainView(QWidget):
         if page != TRAIN:
             self.banner.clear_message()
         if page == CHECK:
+            # The seed is the settings page's (the last one used until it is changed):
+            # with groups of unequal size (TAU's locations) it changes the counts too.
             self.check_page.start(self.dataset_page.data, self.dataset_page.dataset_layout,
-                                  **self.dataset_page.split)
+                                  **self.dataset_page.split,
+                                  seed=self.settings_page.form().seed)
         if page == SETTINGS:
             self.settings_page.suggest_out(self.dataset_page.data)
         self._update_nav()

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantisation) is about "
         "3x faster on a CPU with slightly different probabilities; onnx int8 is "
         "calibrated on clips like those to be labelled (--calibration) and runs in "
-        "OpenVINO, the fastest on a CPU; onnx bf16 needs no calibration and stays closer "
+        "OpenVINO, the fastest on a CPU with VNNI (int8 dot products; without them its "
+        "int8 layers overflow, and classify, label and evaluate run another export); onnx bf16 needs no calibration and stays closer "
         "to fp32: OpenVINO computes it in bf16 where the CPU does so natively (AVX512-BF16, "
         "AMX), in fp32 elsewhere. tflite bf16 is refused: TFLite computes it in fp32 on a "
         "CPU, so it would be no faster, only less exact.",
@@ -83,6 +84,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {len(networks)} networks as {result.key} ({size / 1e6:.1f} MB) in "
           f"{args.model}; largest probability difference from Keras on the check inputs: "
           f"{result.max_abs_diff:.2g}")
+    if args.format == "onnx" and args.precision == "int8":
+        from avsc_core.inference.runtime import int8_overflows
+
+        if int8_overflows():
+            say(sys.stderr, "avsc export: note: this CPU has no VNNI (int8 dot products), "
+                "on which this export's int8 layers overflow: classify, label and evaluate "
+                "run another export here (an onnx bf16 or tflite int8 one keeps fp32's "
+                "labels); it runs where the CPU has AVX-512 VNNI, AVX-VNNI or AMX")
     if args.precision == "bf16":
         from avsc_core.inference.runtime import openvino_available, openvino_precision
 

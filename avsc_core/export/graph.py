@@ -18,14 +18,13 @@ Three things matter for speed and correctness here:
   (the answers change only by float rounding; ``tests/test_fast_runtime.py``), keeping
   ``gamma`` in the LayerNorm by default for the int8 exports' sake (see there).
 - ConvNeXt writes its pointwise layers as ``Dense`` on ``(batch, h, w, channels)``, which
-  OpenVINO runs as matrix products (FullyConnected). Its int8 1x1 convolution kernels are
-  faster: on a CPU without VNNI the int8 matrix products fall back to a generic GEMM
-  (ConvNeXtTiny, 20 frames, one thread, oneDNN limited to AVX2: 1.74 against 1.07
-  CPU-seconds, slower than fp32's 1.04), and with AVX-512 VNNI they are 10 % faster (0.38
-  against 0.34; with AVX2 VNNI 7 % slower, 0.63 against 0.68), with the same int8 error.
-  ``pointwise_as_conv=True`` writes such layers as ``Conv2D(kernel_size=1)``, for the
-  calibrated int8 ONNX exports only (in fp32 OpenVINO's AVX2 1x1 convolution is the
-  slower one: 1.60 against 1.04).
+  OpenVINO runs as matrix products (FullyConnected). ``pointwise_as_conv=True`` writes
+  them as ``Conv2D(kernel_size=1)`` instead, for the calibrated int8 ONNX exports only:
+  with AVX-512 VNNI OpenVINO's int8 1x1 convolutions are 10 % faster (ConvNeXtTiny, 20
+  frames, one thread: 0.34 against 0.38 CPU-seconds; ``emb2`` 1.5 % off fp32 against
+  1.7 %, and all 122 agreement clips' labels equal to fp32's against 121), with oneDNN
+  limited to AVX2 VNNI 7 % slower (0.68 against 0.63). In fp32 the 1x1 convolution is
+  the slower one with AVX2 (1.60 against 1.04), so fp32 and bf16 exports keep ``Dense``.
 - Fusion heads take a dict of embeddings keyed by backbone names such as ``"aud-mel"``;
   graph and tensor names cannot carry every character, so inputs get :func:`sanitize`\\ d
   names and the export records the mapping.
@@ -204,7 +203,7 @@ def prepared_for_export(model, fold: bool = True, fold_gamma: bool = False,
             return keras.layers.Activation("linear", name=layer.name, dtype=layer.dtype_policy)
         if pointwise_as_conv and _is_spatial_dense(layer):
             return keras.layers.Conv2D(
-                config["units"], 1, activation=config["activation"],
+                config["units"], 1, data_format="channels_last", activation=config["activation"],
                 use_bias=config["use_bias"], name=layer.name, dtype=layer.dtype_policy)
         return layer.__class__.from_config(config)
 

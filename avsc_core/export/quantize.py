@@ -29,7 +29,10 @@ InceptionV3    0.18 (0.017)    0.14 (0.022)             0.32 (0.023)
   additions stay in fp32 (OpenVINO's own quantiser, NNCF, in its default mode, which
   quantises more than these, gave ConvNeXt four times the error).
 - Weights per output channel, symmetric int8; activations per tensor, asymmetric uint8
-  (what x86 int8 dot products take).
+  (what x86 int8 dot products take). All 8 bits of the weights: without VNNI those dot
+  products overflow on them, but 7-bit weights (ONNX Runtime's ``reduce_range``), which
+  do not, cost VNNI CPUs 3 of 122 fp32 labels and left 4 wrong without VNNI; such a CPU
+  runs another export (:func:`avsc_core.inference.runtime.int8_overflows`).
 - Ranges are min/max over the calibration inputs: percentile ranges (99.999 %) took six
   times longer to fit and gave about the same error (ConvNeXtTiny 0.024, InceptionV3 0.025).
 - What stays in float runs in bf16 where the CPU computes it natively

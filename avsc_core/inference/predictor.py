@@ -120,14 +120,9 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
     # Auto passes over an export whose int8 layers overflow here; a format asked for takes
     # it last (Predictor then warns, as for such an export asked for by name).
     overflowing = [k for k in ranked if overflows_here(exports[k])]
+    passed_over = ranked[0] if ranked and ranked[0] in overflowing else None
     ranked = [k for k in ranked if k not in overflowing]
-    if runtime == "auto":
-        for key in overflowing:
-            log.warning(
-                "%s: the %s export is not used on this CPU: without VNNI its int8 layers "
-                "overflow (labels would differ from fp32's; --runtime %s runs it anyway)",
-                bundle.root, key, key)
-    else:
+    if runtime != "auto":
         ranked += overflowing
     device = requested_device(device)
     if runtime == KERAS:
@@ -147,7 +142,13 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
             raise AvscError("--device gpu: no GPU this model's runtimes can use (install "
                             "onnxruntime-gpu and write an ONNX export, or TensorFlow "
                             "with CUDA)")
-        return ranked[0] if ranked else KERAS
+        chosen = ranked[0] if ranked else KERAS
+        if passed_over:
+            log.warning(
+                "%s: %s runs the networks, not the %s export: without VNNI this CPU's int8 "
+                "kernels overflow on it (labels would differ from fp32's; --runtime %s "
+                "runs it anyway)", bundle.root, chosen, passed_over, passed_over)
+        return chosen
     if runtime in FORMATS:
         matching = [k for k in ranked if exports[k]["format"] == runtime]
         if device != "cpu" and gpu_visible():
@@ -272,9 +273,10 @@ class Predictor:
         self._cost: dict[str, float] = {}
         log.info("networks: %s", self.describe())
         if self.runtime != KERAS and overflows_here(bundle.exports[self.runtime]):
-            log.warning("%s: this CPU has no VNNI, on which the %s export's int8 layers "
-                        "overflow: its labels may differ from fp32's (an onnx bf16 or tflite "
-                        "int8 export keeps them)", bundle.root, self.runtime)
+            log.warning("%s: this CPU (or oneDNN's ONEDNN_MAX_CPU_ISA) has no VNNI, on which "
+                        "the %s export's int8 layers overflow: its labels may differ from "
+                        "fp32's (an onnx bf16 or tflite int8 export keeps them)",
+                        bundle.root, self.runtime)
 
     def describe(self) -> str:
         """Which runtime runs the networks, where, and how (the line logged at start)."""

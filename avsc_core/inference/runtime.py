@@ -20,7 +20,9 @@ natively: :func:`openvino_precision`); every other ONNX export runs in ONNX Runt
 Kernels. TFLite runs on the CPU only, in XNNPACK (AVX2, AVX-512 and VNNI kernels picked
 at run time for the CPU at hand; the int8 exports' QD8 GEMMs use VNNI where the CPU has
 it). XNNPACK's "latest features" option and a 1x1 convolution in place of ConvNeXt's
-pointwise ``Dense`` made no difference (measured, AVX-512 VNNI machine). ONNX Runtime
+pointwise ``Dense`` made no difference (measured, AVX-512 VNNI machine); OpenVINO's int8
+kernels do prefer the 1x1 convolution (:mod:`avsc_core.export.graph`), and overflow on an
+x86 CPU without VNNI (:func:`int8_overflows`), where ``auto`` runs another export. ONNX Runtime
 uses its CUDA provider when ``onnxruntime-gpu`` is installed and a GPU is visible
 (``device="gpu"``), else its CPU provider. All three release the GIL while they compute, so
 networks of one file can run side by side in threads (see
@@ -34,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -316,6 +319,29 @@ def _openvino_core():
 # them, and the /proc/cpuinfo flags of those dot products.
 NO_VNNI_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX512_CORE"})
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
+def onednn_isa_cap() -> str:
+    """The most oneDNN (OpenVINO's kernels) may use, as the user capped it
+    (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``); ``""`` for none."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+            or "").strip().upper()
+
+
+def _cpu_flags() -> set[str]:
+    """/proc/cpuinfo's vector flags; elsewhere (Windows, macOS) numpy's CPU detection's
+    AVX-512 VNNI, the one of them it reports."""
+    from avsc_core.inference.device import cpu_info
+
+    flags = set(cpu_info().flags)
+    if not flags:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__
+        except ImportError:  # a numpy that moved it: no flags, as for an unknown CPU
+            return set()
+        flags = {"avx512_vnni"} if __cpu_features__.get("AVX512VNNI") else set()
+    return flags
 
 
 @functools.cache
@@ -328,14 +354,17 @@ def int8_overflows() -> bool:
     fp32's on 111 of 122 clips instead of 122. Weights kept to 7 bits (ONNX Runtime's
     ``reduce_range``) do not overflow, but cost VNNI CPUs their accuracy (2.2 % off, 119
     of 122 labels; 118 without VNNI), so the export keeps 8 bits and such a CPU runs
-    another export (:func:`~avsc_core.inference.predictor.choose_runtime`)."""
-    from avsc_core.inference.device import cpu_info
-
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in NO_VNNI_ISAS:
+    another export (:func:`~avsc_core.inference.predictor.choose_runtime`). A oneDNN
+    capped below VNNI (:func:`onednn_isa_cap`) counts as such a CPU.
+    """
+    if platform.machine().lower() not in X86_MACHINES:
+        return False
+    cap, flags = onednn_isa_cap(), _cpu_flags()
+    if cap in NO_VNNI_ISAS:
         return True
-    flags = set(cpu_info().flags)
-    x86 = bool(flags & {"sse4_2", "avx", "avx2"})
-    return x86 and not flags & VNNI_FLAGS
+    if cap.startswith("AVX2_VNNI"):  # oneDNN keeps AVX-VNNI only, not AVX-512's
+        return "avx_vnni" not in flags
+    return not flags & VNNI_FLAGS
 
 
 def overflows_here(export: Mapping) -> bool:
@@ -364,7 +393,7 @@ def openvino_precision() -> str:
     runs as) also means ``"f32"``: OpenVINO still lists ``BF16`` then, but cannot build
     bf16 layers from the kernels left to it.
     """
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in NO_BF16_ISAS:
+    if onednn_isa_cap() in NO_BF16_ISAS:
         return "f32"
     try:
         capabilities = _openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

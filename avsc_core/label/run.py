@@ -576,11 +576,13 @@ def label_folder(
     with OutputLock(out_csv):
         earlier, died = _earlier_run(store, resume)
         predictor = load_predictor(model, runtime)
-        # The networks keep the cores busy while files decode: a single-threaded video
-        # decoder costs the least CPU (0.077 against 0.093 CPU-s a 400x225 street clip with
-        # frame threads, 0.38 against 0.45 at 720p), and so labels the most files.
-        plan = dataclasses.replace(plan_for(predictor, segment_seconds, hop_seconds),
-                                   video_threads=1)
+        # On a CPU the networks keep the cores busy while files decode: a single-threaded
+        # video decoder costs the least CPU (0.077 against 0.093 CPU-s a 400x225 street
+        # clip with frame threads, 0.38 against 0.45 at 720p), and so labels the most
+        # files. On a GPU decoding is what the networks wait for: FFmpeg's threads.
+        plan = plan_for(predictor, segment_seconds, hop_seconds)
+        if predictor.device == "cpu":
+            plan = dataclasses.replace(plan, video_threads=1)
         params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs,
                             shard=None if shard is None else str(shard), format=store.format,
                             engine=engine, runtime=predictor.runtime)
