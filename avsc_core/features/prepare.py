@@ -32,6 +32,7 @@ from avsc_core.features.files import (
     frames_fingerprint,
 )
 from avsc_core.features.store import frames_bytes_estimate, spectrogram_bytes
+from avsc_core.orphans import exit_with_parent
 from avsc_core.outputs import nearest_existing
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
@@ -280,7 +281,8 @@ def _prepare_all(
                 record(i, None, str(exc))
     else:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=exit_with_parent) as pool:
             futures = {pool.submit(_prepare_in_worker, clips[i], task): i for i in todo}
             try:
                 for future in concurrent.futures.as_completed(futures):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from avsc_core.errors import AvscError
+from avsc_core.orphans import exit_with_parent
 from avsc_core.progress import Progress, ProgressCallback
 from avsc_core.sampledata.encode import write_mp4
 from avsc_core.sampledata.looks import render
@@ -155,7 +156,8 @@ def generate_sample_dataset(
             report(task[0])
     else:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=context, initializer=exit_with_parent) as pool:
             futures = {pool.submit(write_clip, *task): task[0] for task in tasks}
             for future in concurrent.futures.as_completed(futures):
                 future.result()

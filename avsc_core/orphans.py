@@ -1,0 +1,31 @@
+"""Worker processes that end with the process that started them.
+
+A ``ProcessPoolExecutor`` worker waits for work on a queue whose pipe it holds both ends
+of, so when its parent is killed (the out-of-memory killer, the app stopping a training
+process) nothing ever wakes it: it would stay, holding its memory, until the machine
+restarts. :func:`exit_with_parent`, a pool's ``initializer``, ends it instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+
+
+def exit_with_parent() -> None:
+    """In a worker process: exit as soon as its parent process is gone.
+
+    A daemon thread waits on the parent's sentinel (readable once the parent has
+    exited, however it died); does nothing in a process that has no parent process.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # the parent was the only reader of this worker's work
+
+    threading.Thread(target=watch, daemon=True, name="avsc-parent-watch").start()
