@@ -259,6 +259,8 @@ def test_the_int8_export_is_passed_over_on_a_cpu_without_vnni(int8_bundle, monke
     with caplog.at_level("WARNING"):
         assert choose_runtime(int8_bundle) != "onnx-int8"
     assert "runs the networks, not the onnx-int8 export: without VNNI" in caplog.text
+    assert Predictor(int8_bundle).describe().endswith(
+        "; not the onnx-int8 export, whose int8 layers overflow on a CPU without VNNI")
     assert choose_runtime(int8_bundle, "onnx") == "onnx-int8"  # the only ONNX export
     caplog.clear()
     with caplog.at_level("WARNING"):

@@ -246,6 +246,10 @@ class Predictor:
         self.bundle = bundle
         self.embedding_type = int(bundle.manifest.get("embedding_type", 2))
         self.runtime = choose_runtime(bundle, runtime, device)
+        # The export auto passed over on this CPU (see choose_runtime), for describe().
+        overflowing = [k for k, e in bundle.exports.items() if overflows_here(e)]
+        self.passed_over = (overflowing[0] if runtime == "auto" and overflowing
+                            and self.runtime not in overflowing else None)
         self.device = runtime_device(bundle, self.runtime, device)
         # What runs the export's networks (None: Keras).
         self.engine = (None if self.runtime == KERAS
@@ -279,7 +283,15 @@ class Predictor:
                         bundle.root, self.runtime)
 
     def describe(self) -> str:
-        """Which runtime runs the networks, where, and how (the line logged at start)."""
+        """Which runtime runs the networks, where, and how (the line logged at start),
+        and the export auto passed over on this CPU, if any."""
+        line = self._describe_runtime()
+        if self.passed_over:
+            line += (f"; not the {self.passed_over} export, whose int8 layers overflow on "
+                     "a CPU without VNNI")
+        return line
+
+    def _describe_runtime(self) -> str:
         if self.runtime == KERAS:
             where = ("TensorFlow's GPU " + ", ".join(tensorflow_gpus()) if self.device == "gpu"
                      else "the CPU")
