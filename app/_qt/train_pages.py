@@ -483,6 +483,9 @@ class SettingsPage(QWidget):
         out_button.clicked.connect(self._choose_out)
         self.resume_check = QCheckBox("Resume the interrupted training run in this folder")
         self.resume_check.setEnabled(False)
+        self.resume_check.setToolTip(
+            "Continue from its last finished epoch, with the dataset split it drew when it "
+            "started (the shares on the dataset page are for new runs)")
         self.advanced = AdvancedSettings()
         # The form field each widget shows (but the backbones' checks, the folder and
         # resume), to read and show a form by name and grey out what it ignores.
