@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from avsc_core.orphans import wait_for_parent
+
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"result", "error", "cancelled"})
@@ -290,9 +292,7 @@ def error_text(exc: BaseException) -> str:
 
 def _watch_parent(orphaned: threading.Event, grace: float = 30.0) -> None:
     """If the GUI dies, ask the job to stop (its work is resumable), then make sure."""
-    parent = multiprocessing.parent_process()
-    while parent is not None and parent.is_alive():
-        time.sleep(1.0)
+    wait_for_parent()
     log.warning("the app is gone: stopping this worker")
     orphaned.set()
     time.sleep(grace)

@@ -14,18 +14,23 @@ import os
 import threading
 
 
-def exit_with_parent() -> None:
-    """In a worker process: exit as soon as its parent process is gone.
-
-    A daemon thread waits on the parent's sentinel (readable once the parent has
-    exited, however it died); does nothing in a process that has no parent process.
-    """
+def wait_for_parent() -> None:
+    """Return once the process that started this one (with ``multiprocessing``) has
+    exited, however it died: its sentinel becomes readable then. At once in a process
+    ``multiprocessing`` did not start."""
     parent = multiprocessing.parent_process()
-    if parent is None:
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+
+
+def exit_with_parent() -> None:
+    """In a worker process: exit as soon as its parent process is gone (a daemon thread
+    waits for it); does nothing in a process that has no parent process."""
+    if multiprocessing.parent_process() is None:
         return
 
     def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
+        wait_for_parent()
         os._exit(1)  # the parent was the only reader of this worker's work
 
     threading.Thread(target=watch, daemon=True, name="avsc-parent-watch").start()

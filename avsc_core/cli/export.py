@@ -21,14 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inside the bundle; classify, label and evaluate then use the fastest copy. What "
         "works: tflite fp32 and int8, onnx fp32, bf16 and int8. fp32 gives the same "
         "answers as the Keras model (checked on export); tflite int8 (dynamic-range "
-        "quantisation) is about "
-        "3x faster on a CPU with slightly different probabilities; onnx int8 is "
-        "calibrated on clips like those to be labelled (--calibration) and runs in "
-        "OpenVINO, the fastest on a CPU with VNNI (int8 dot products; without them its "
-        "int8 layers overflow, and classify, label and evaluate run another export); onnx bf16 needs no calibration and stays closer "
-        "to fp32: OpenVINO computes it in bf16 where the CPU does so natively (AVX512-BF16, "
-        "AMX), in fp32 elsewhere. tflite bf16 is refused: TFLite computes it in fp32 on a "
-        "CPU, so it would be no faster, only less exact.",
+        "quantisation) is about 3x faster on a CPU with slightly different probabilities; "
+        "onnx int8 is calibrated on clips like those to be labelled (--calibration) and "
+        "runs in OpenVINO, the fastest on a CPU with VNNI (int8 dot products; without them "
+        "its int8 layers overflow, and classify, label and evaluate run another export); "
+        "onnx bf16 needs no calibration and stays closer to fp32: OpenVINO computes it in "
+        "bf16 where the CPU does so natively (AVX512-BF16, AMX), in fp32 elsewhere. tflite "
+        "bf16 is refused: TFLite computes it in fp32 on a CPU, so it would be no faster, "
+        "only less exact.",
         parents=[model_options()],
     )
     parser.add_argument(

@@ -111,6 +111,12 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         When the requested export is not in the bundle, or ``device="gpu"`` and no
         runtime can use one.
     """
+    return _choose(bundle, runtime, device)[0]
+
+
+def _choose(bundle: Bundle, runtime: str, device: str) -> tuple[str, str | None]:
+    """:func:`choose_runtime`'s choice, and the export auto passed over for it on this CPU
+    (one whose int8 layers overflow here, which it would otherwise have run), if any."""
     from avsc_core.inference.runtime import AUTO_ORDER, FORMATS, auto_order
 
     exports = bundle.exports
@@ -126,14 +132,14 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
         ranked += overflowing
     device = requested_device(device)
     if runtime == KERAS:
-        return KERAS
+        return KERAS, None
     if runtime == "auto":
         if device != "cpu" and gpu_visible():
             onnx = [k for k in ranked if runs_on_cuda(exports[k])]
             if onnx and onnx_cuda():
-                return onnx[0]
+                return onnx[0], None
             if tensorflow_gpus():
-                return KERAS
+                return KERAS, None
             log.warning(
                 "a GPU is visible but no runtime here can use it (ONNX Runtime's CUDA "
                 "provider needs onnxruntime-gpu and an ONNX export; Keras needs "
@@ -148,15 +154,15 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto", device: str = "auto") 
                 "%s: %s runs the networks, not the %s export: without VNNI this CPU's int8 "
                 "kernels overflow on it (labels would differ from fp32's; --runtime %s "
                 "runs it anyway)", bundle.root, chosen, passed_over, passed_over)
-        return chosen
+        return chosen, passed_over
     if runtime in FORMATS:
         matching = [k for k in ranked if exports[k]["format"] == runtime]
         if device != "cpu" and gpu_visible():
             matching.sort(key=lambda k: not runs_on_cuda(exports[k]))
         if matching:
-            return matching[0]
+            return matching[0], None
     elif runtime in complete:
-        return runtime
+        return runtime, None
     have = ", ".join(complete) or "none"
     if runtime not in FORMATS and runtime not in AUTO_ORDER:
         raise AvscError(f"unknown runtime {runtime!r}: auto, keras, a format ("
@@ -245,11 +251,8 @@ class Predictor:
                  batch_segments: int | None = None):
         self.bundle = bundle
         self.embedding_type = int(bundle.manifest.get("embedding_type", 2))
-        self.runtime = choose_runtime(bundle, runtime, device)
-        # The export auto passed over on this CPU (see choose_runtime), for describe().
-        overflowing = [k for k, e in bundle.exports.items() if overflows_here(e)]
-        self.passed_over = (overflowing[0] if runtime == "auto" and overflowing
-                            and self.runtime not in overflowing else None)
+        # passed_over: the export auto did not run on this CPU, for describe().
+        self.runtime, self.passed_over = _choose(bundle, runtime, device)
         self.device = runtime_device(bundle, self.runtime, device)
         # What runs the export's networks (None: Keras).
         self.engine = (None if self.runtime == KERAS
