@@ -98,14 +98,15 @@ REQUESTS: dict[str, Callable[..., Any]] = {"classify": classify, "preview": prev
 
 def label(
     folder: str, model: str, out_csv: str, recursive: bool, resume: bool, jobs: int,
-    min_confidence: float | None = None, *, send: Send, cancel: Cancel,
+    min_confidence: float | None = None, frames_per_second: float | None = None, *,
+    send: Send, cancel: Cancel,
 ) -> dict[str, Any]:
     """Label a folder into a CSV, sending each row as it is written."""
     from avsc_core.label import label_folder
 
     summary = label_folder(
         folder, model, out_csv, recursive=recursive, resume=resume, jobs=jobs,
-        min_confidence=min_confidence,
+        min_confidence=min_confidence, frames_per_second=frames_per_second,
         progress=lambda event: send("progress", event), cancel=cancel,
         on_row=lambda row, result: send("row", row),
     )

@@ -46,7 +46,8 @@ one's), ``model``, ``runtime`` (``Predictor``'s), ``lanes`` (networks side by si
 them in turn on all cores), ``threads``, ``ahead`` (0: decode each file only when its turn
 comes, as before the decode-ahead thread), ``jobs``, ``isa`` (the most oneDNN may use, as
 ``ONEDNN_MAX_CPU_ISA``: ``isa=AVX2`` runs OpenVINO's kernels as on a CPU without AVX-512
-or VNNI; XNNPACK and ONNX Runtime do not read it, so a TFLite variant keeps this CPU's).
+or VNNI; XNNPACK and ONNX Runtime do not read it, so a TFLite variant keeps this CPU's),
+``fps`` (``label --frames-per-second``: video frames a second the visual networks see).
 Below VNNI, ``auto`` passes over an onnx int8 export, as it does on such a CPU: time that
 export with ``runtime=onnx-int8``.
 """
@@ -112,7 +113,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
     spec: dict = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key not in ("src", "model", "runtime", "lanes", "threads", "ahead", "jobs", "isa"):
+        if key not in ("src", "model", "runtime", "lanes", "threads", "ahead", "jobs", "isa",
+                       "fps"):
             raise SystemExit(f"--variant {name}: unknown key {key!r}")
         spec[key] = value
     if "model" not in spec:
@@ -141,6 +143,8 @@ def serve(spec: dict) -> None:
         engine.DECODE_AHEAD = spec["ahead"] not in ("0", "false", "no")
     predictor = Predictor(load_bundle(spec["model"]), **options)
     jobs = int(spec.get("jobs", 1))
+    # Passed only when asked for: older source trees have no such argument.
+    rate = {"frames_per_second": float(spec["fps"])} if spec.get("fps") else {}
     describe = getattr(predictor, "describe", lambda: predictor.runtime)()
     print(json.dumps({"ready": True, "code": str(Path(avsc_core.__file__).parent),
                       "networks": describe}), flush=True)
@@ -149,7 +153,7 @@ def serve(spec: dict) -> None:
             folder = line.strip()
             out = Path(tmp) / f"run{n}.csv"
             start, start_cpu = time.perf_counter(), cpu_seconds()
-            summary = label_folder(folder, predictor, out, recursive=True, jobs=jobs)
+            summary = label_folder(folder, predictor, out, recursive=True, jobs=jobs, **rate)
             seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
             with open(out, newline="", encoding="utf-8") as handle:
                 labels = {row["file"]: row["label"] or "error" for row in csv.DictReader(handle)}
@@ -199,6 +203,7 @@ def compare(args: argparse.Namespace) -> None:
     try:
         for name, variant in running.items():
             isa = f", oneDNN at most {variant.spec['isa']}" if variant.spec.get("isa") else ""
+            isa += f", {variant.spec['fps']} frames/s" if variant.spec.get("fps") else ""
             print(f"  {name:18} {variant.info['networks']}  (code: {variant.info['code']}{isa})")
         for name in timed:  # warm-up: first calls, decoder start-up paths, file cache
             running[name].label(args.folder)

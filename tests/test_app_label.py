@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -32,6 +33,8 @@ def test_labelling_a_folder_with_a_bad_file(qtbot, trained_tiny_model, tmp_path)
     out_csv = folder / "labels.csv"
     assert view.csv_edit.text() == str(out_csv)
     assert view.model_edit.text() == str(trained_tiny_model)
+    assert view.fps_spin.text() == "the model's"
+    view.fps_spin.setValue(1.0)  # half the model's frames a second
 
     with qtbot.waitSignal(view.labelling_done, timeout=180_000) as done:
         qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
@@ -50,6 +53,8 @@ def test_labelling_a_folder_with_a_bad_file(qtbot, trained_tiny_model, tmp_path)
         rows = list(csv.DictReader(handle))
     assert [r["file"] for r in rows] == ["a-park.mp4", "b-sound.wav", "c-broken.mp4"]
     assert rows[2]["error"] == broken[6]
+    params = json.loads((folder / "labels.params.json").read_text())
+    assert params["frames_per_second"] == 1.0
 
     # Starting again over the same CSV needs Resume: said at once, nothing started.
     qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)

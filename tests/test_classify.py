@@ -101,6 +101,26 @@ def test_long_file_is_cut_into_the_expected_segments(predictor, make_media):
         classify_file(long, predictor, segment_seconds=20)
 
 
+def test_fewer_frames_a_second_show_the_networks_every_other_frame(predictor,
+                                                                   tau_street_videos):
+    """--frames-per-second at half the model's rate: each segment's visual answer comes
+    from every other frame of the model's rate, and the audio answer does not change."""
+    from avsc_core.features import file_frames
+
+    clip = tau_street_videos[0]
+    media = predictor.bundle.media
+    half = media.frames_per_second / 2
+    frames = file_frames(clip, media)
+    expected = predictor.predict(None, frames[:, ::2])
+    result = classify_file(clip, predictor, frames_per_second=half)
+    full = classify_file(clip, predictor)
+    np.testing.assert_allclose(result.probs["visual"], expected.branches["visual"], atol=1e-5)
+    np.testing.assert_allclose(result.probs["audio"], full.probs["audio"], atol=1e-6)
+    assert not np.allclose(result.probs["visual"], full.probs["visual"], rtol=0, atol=1e-6)
+    with pytest.raises(AvscError, match="--frames-per-second must be positive"):
+        classify_file(clip, predictor, frames_per_second=0)
+
+
 def test_numbers_match_the_training_and_evaluation_path(predictor, tiny_dataset):
     from avsc_core.features import file_features, file_frames
 

@@ -212,6 +212,36 @@ def test_default_lanes_on_the_cpu(exported_tiny):
     assert lanes(paper_like, "onnx-fp32", "gpu", 16) == 1
 
 
+def test_fewer_frames_a_segment_are_not_padded_to_the_exported_batch(exported_tiny,
+                                                                      tiny_inputs):
+    """Half the frames a second: the visual network is resized to a segment's frames
+    instead of padding each call to its exported batch (which costs as much as real
+    frames), and gives the answers the exported batch gives on those frames."""
+    media = exported_tiny.media
+    exported = Predictor(exported_tiny, lanes=1)
+    for lanes in (1, 2):
+        fitted = Predictor(exported_tiny, lanes=lanes)
+        plan = plan_for(fitted, frames_per_second=media.frames_per_second / 2)
+        n = plan.media.frames_per_segment
+        assert n == media.frames_per_segment // 2 and fitted.frames_per_call == n
+        for batch in tiny_inputs:
+            frames = batch.frames[:, ::2]
+            same_predictions(exported.predict(None, frames), fitted.predict(None, frames),
+                             atol=1e-6)
+        if lanes == 1:
+            assert fitted.backbone("vis-inc").batch_size == n
+        else:
+            assert fitted._split["vis-inc"] == -(-n // 2)
+    # Back to the model's rate: the networks take their exported batch again.
+    plan_for(fitted)
+    assert fitted.frames_per_call == media.frames_per_segment
+    assert fitted._visual_batch("vis-inc") is None
+    # Keras takes any batch as it is.
+    keras_predictor = Predictor(exported_tiny, runtime="keras")
+    plan_for(keras_predictor, frames_per_second=1)
+    assert keras_predictor.frames_per_call is None
+
+
 # --- segments of several files in one batch ---------------------------------------------------
 
 

@@ -115,6 +115,20 @@ def test_resume_refuses_another_model(folder, predictor, tmp_path):
         label_folder(folder, predictor, out, resume=True)
 
 
+def test_resume_refuses_another_frame_rate(folder, predictor, tmp_path):
+    out = tmp_path / "labels.csv"
+    rows = []
+    with pytest.raises(Cancelled):
+        label_folder(folder, predictor, out, frames_per_second=1.0,
+                     on_row=lambda row, result: rows.append(row), cancel=lambda: bool(rows))
+    params = json.loads((tmp_path / "labels.params.json").read_text())
+    assert params["frames_per_second"] == 1.0
+    with pytest.raises(AvscError, match=r"frames_per_second \(1.0 before, 2.0 now\)"):
+        label_folder(folder, predictor, out, resume=True)
+    label_folder(folder, predictor, out, resume=True, frames_per_second=1.0)
+    assert len(read_csv(out)) == len(TOP)
+
+
 def test_decoder_processes_give_the_same_rows(folder, predictor, tmp_path):
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
     label_folder(folder, predictor, one, recursive=True, jobs=1)

@@ -101,6 +101,15 @@ class LabelView(QWidget):
                                         "'low confidence' for review (off: only files whose "
                                         "sound and pictures disagree, or unlike the training "
                                         "data, are marked)")
+        self.fps_spin = QDoubleSpinBox()
+        self.fps_spin.setRange(0.0, 30.0)
+        self.fps_spin.setSingleStep(0.5)
+        self.fps_spin.setDecimals(1)
+        self.fps_spin.setSpecialValueText("the model's")
+        self.fps_spin.setToolTip("Video frames a second the visual networks look at (the "
+                                 "model's: 2 for TAU models). 1 halves their work, most of "
+                                 "a video's, and moves the visual answer, the mean over the "
+                                 "frames, a little")
         form = QFormLayout()
         for title, edit, button in (("Folder", self.folder_edit, folder),
                                     ("Model", self.model_edit, model),
@@ -114,6 +123,8 @@ class LabelView(QWidget):
         options.addWidget(self.resume_check)
         options.addWidget(QLabel("processes"))
         options.addWidget(self.jobs_spin)
+        options.addWidget(QLabel("video frames a second"))
+        options.addWidget(self.fps_spin)
         options.addStretch(1)
         form.addRow("", options)
         review = QHBoxLayout()
@@ -238,7 +249,7 @@ class LabelView(QWidget):
         task = ProcessTask(
             child.label,
             (folder, model, out_csv, self.recursive_check.isChecked(), resume,
-             self.jobs_spin.value(), min_confidence),
+             self.jobs_spin.value(), min_confidence, self.fps_spin.value() or None),
             "labelling", parent=self)
         task.progress.connect(self._on_progress)
         task.item.connect(self.add_row)
@@ -266,7 +277,7 @@ class LabelView(QWidget):
         self._csv_changed(self.csv_edit.text())
         for widget in (self.folder_edit, self.model_edit, self.csv_edit,
                        self.recursive_check, self.resume_check, self.jobs_spin,
-                       self.confidence_spin):
+                       self.confidence_spin, self.fps_spin):
             widget.setEnabled(not running)
 
     def _show_earlier_rows(self, out_csv: str) -> None:

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                                names=sidecar_names(args.files, flat=True))
     with cancel_on_interrupt() as cancelled:
         outcomes = classify_files(
-            args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled
+            args.files, predictor, args.segment_seconds, args.hop_seconds, printer, cancelled,
+            frames_per_second=args.frames_per_second,
         )
         try:
             for outcome in outcomes:

@@ -45,8 +45,9 @@ def add_min_confidence_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--segment-seconds S`` and ``--hop-seconds S``: how the commands that answer over
-    time (classify, label) cut a file into the segments the model classifies."""
+    """``--segment-seconds S``, ``--hop-seconds S`` and ``--frames-per-second F``: how the
+    commands that answer over time (classify, label) cut a file into the segments the
+    model classifies, and how many frames of each the visual networks see."""
     parser.add_argument(
         "--segment-seconds", type=float, metavar="S",
         help="analysis segment length (default: the model's, 10 s for TAU models); "
@@ -56,6 +57,12 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
         "--hop-seconds", type=float, metavar="S",
         help="distance between segment starts (default: the model's hop, or the segment "
         "length when --segment-seconds is given)",
+    )
+    parser.add_argument(
+        "--frames-per-second", type=float, metavar="F",
+        help="video frames a second the visual networks see (default: the model's, 2 for "
+        "TAU models); 1 halves their work, which is most of a video's, for a visual "
+        "answer (the mean over the frames) that moves a little",
     )
 
 

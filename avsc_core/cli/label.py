@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         summary = label_folder(
             args.folder, args.model, args.out, recursive=args.recursive, resume=args.resume,
             jobs=args.jobs, segment_seconds=args.segment_seconds,
-            hop_seconds=args.hop_seconds, progress=progress, cancel=cancelled,
+            hop_seconds=args.hop_seconds, frames_per_second=args.frames_per_second,
+            progress=progress, cancel=cancelled,
             shard=args.shard, engine=args.engine, address=args.address,
             workers=args.workers, gpus_per_worker=args.gpus_per_worker, format=args.format,
             segments_csv=args.segments, vtt_dir=args.vtt, audacity_dir=args.audacity,

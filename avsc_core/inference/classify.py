@@ -297,12 +297,24 @@ def load_predictor(model: Bundle | Predictor | str | Path, runtime: str = "auto"
 
 
 def plan_for(
-    predictor: Predictor, segment_seconds: float | None = None, hop_seconds: float | None = None
+    predictor: Predictor,
+    segment_seconds: float | None = None,
+    hop_seconds: float | None = None,
+    frames_per_second: float | None = None,
 ) -> InputPlan:
-    """What to decode for ``predictor``'s model with the requested segments."""
+    """What to decode for ``predictor``'s model with the requested segments and frame
+    rate (see :func:`~avsc_core.inference.inputs.analysis_media`).
+
+    The predictor's visual networks are sized for the plan's segments
+    (:meth:`Predictor.fit_frames`), so that fewer frames a segment cost less.
+    """
     kinds, frames = predictor.needs()
     bundle = predictor.bundle
-    return make_plan(bundle.media, bundle.features, kinds, frames, segment_seconds, hop_seconds)
+    plan = make_plan(bundle.media, bundle.features, kinds, frames, segment_seconds,
+                     hop_seconds, frames_per_second)
+    if frames:
+        predictor.fit_frames(plan.media.frames_per_segment)
+    return plan
 
 
 def classify_with(
@@ -334,6 +346,7 @@ def classify_file(
     hop_seconds: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    frames_per_second: float | None = None,
 ) -> ClassifyResult:
     """Classify one audio or video file, segment by segment.
 
@@ -347,6 +360,10 @@ def classify_file(
         Analysis segment length and distance between segment starts; the model's own
         settings by default. Segments shorter than the model's are repeated up to its
         length, as short clips were in training; longer ones are refused.
+    frames_per_second : float, optional
+        Video frames a second the visual networks see (default: the model's rate, 2 for
+        TAU models); fewer cost proportionally less, and a segment's visual answer, the
+        mean over its frames, moves only a little.
     progress : callable, optional
         Receives ``Progress("classify", segments done, segments total, {"file", "start",
         "end"})`` for each segment, once the model has run on it.
@@ -361,7 +378,7 @@ def classify_file(
         The model cannot be loaded.
     """
     predictor = load_predictor(model)
-    plan = plan_for(predictor, segment_seconds, hop_seconds)
+    plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
     return classify_with(path, predictor, plan, progress, cancel)
 
 
@@ -387,6 +404,7 @@ def classify_files(
     hop_seconds: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    frames_per_second: float | None = None,
 ) -> Iterator[FileOutcome]:
     """Classify several files with one loaded model, yielding each file's outcome.
 
@@ -397,7 +415,7 @@ def classify_files(
     from avsc_core.features import FeatureExtractor
 
     predictor = load_predictor(model)
-    plan = plan_for(predictor, segment_seconds, hop_seconds)
+    plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
     extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
     for path in paths:
         try:

@@ -66,20 +66,25 @@ def analysis_media(
     segment_seconds: float | None = None,
     hop_seconds: float | None = None,
     has_audio_backbone: bool = True,
+    frames_per_second: float | None = None,
 ) -> MediaConfig:
-    """The model's decoding settings with the requested segment length and hop.
+    """The model's decoding settings with the requested segment length, hop and frame rate.
 
     Without ``segment_seconds`` the model's segment and hop are used; with it, the hop
-    defaults to the new segment length (no overlap).
+    defaults to the new segment length (no overlap). ``frames_per_second`` (default: the
+    model's, 2 for TAU models) is how many frames a second of video the visual networks
+    see; a segment's visual answer is the mean over its frames, so fewer frames cost
+    proportionally less and move that mean only a little.
 
     Raises
     ------
     AvscError
         A non-positive value, or a segment longer than the audio networks' fixed input.
     """
-    for name, value in (("segment", segment_seconds), ("hop", hop_seconds)):
+    for name, value in (("--segment-seconds", segment_seconds), ("--hop-seconds", hop_seconds),
+                        ("--frames-per-second", frames_per_second)):
         if value is not None and not value > 0:
-            raise AvscError(f"--{name}-seconds must be positive, got {value:g}")
+            raise AvscError(f"{name} must be positive, got {value:g}")
     segment = segment_seconds if segment_seconds is not None else model_media.segment_seconds
     if hop_seconds is None:
         hop_seconds = model_media.hop_seconds if segment_seconds is None else segment
@@ -89,7 +94,9 @@ def analysis_media(
             f"{model_media.segment_seconds:g}-s segments; use a length up to that "
             "(the clip answer already averages all segments)"
         )
-    return dataclasses.replace(model_media, segment_seconds=segment, hop_seconds=hop_seconds)
+    return dataclasses.replace(
+        model_media, segment_seconds=segment, hop_seconds=hop_seconds,
+        frames_per_second=frames_per_second or model_media.frames_per_second)
 
 
 def make_plan(
@@ -99,9 +106,11 @@ def make_plan(
     frames: bool,
     segment_seconds: float | None = None,
     hop_seconds: float | None = None,
+    frames_per_second: float | None = None,
 ) -> InputPlan:
-    """An :class:`InputPlan` for a model's settings and needs."""
-    media = analysis_media(model_media, segment_seconds, hop_seconds, bool(kinds))
+    """An :class:`InputPlan` for a model's settings and needs (see :func:`analysis_media`)."""
+    media = analysis_media(model_media, segment_seconds, hop_seconds, bool(kinds),
+                           frames_per_second)
     return InputPlan(media, features, tuple(kinds), frames, model_media.segment_samples)
 
 

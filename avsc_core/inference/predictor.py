@@ -276,6 +276,9 @@ class Predictor:
         self._replicas: dict[tuple[str, int], object] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # Frames per call of the visual networks, when fewer than the export's batch
+        # (see fit_frames); None: the export's batch.
+        self.frames_per_call: int | None = None
         # Seconds each backbone took last (visual first until measured): longest first.
         self._cost: dict[str, float] = {}
         log.info("networks: %s", self.describe())
@@ -327,8 +330,37 @@ class Predictor:
             if self.runtime == KERAS:
                 self._runners[name] = backbone_runner(self.bundle.backbone(name))
             else:
-                self._runners[name] = self._export_network("backbones", name)
+                self._runners[name] = self._export_network(
+                    "backbones", name, batch=self._visual_batch(name))
         return self._runners[name]
+
+    def fit_frames(self, frames: int) -> None:
+        """Size the visual networks' calls for segments of ``frames`` frames.
+
+        An exported network takes a fixed batch (a segment's frames at the model's rate,
+        20); a segment of fewer frames (fewer frames a second, shorter segments) would be
+        padded to it, and the padding costs as much as real frames. Where the engine can
+        resize its graph (TFLite, OpenVINO) the calls take ``frames`` instead; elsewhere
+        this changes nothing. Networks loaded for another size are loaded again.
+        """
+        if self.runtime == KERAS or self.engine not in RESIZABLE:
+            return
+        frames = int(frames)
+        if frames == self.frames_per_call:
+            return
+        self.frames_per_call = frames
+        visual = [n for n in self.bundle.backbone_names if self._feature(n) == "frames"]
+        for name in visual:
+            self._runners.pop(name, None)
+            self._split.pop(name, None)
+        self._replicas = {k: v for k, v in self._replicas.items() if k[0] not in visual}
+
+    def _visual_batch(self, name: str) -> int | None:
+        """The batch visual backbone ``name`` is opened with (None: the export's)."""
+        if self.frames_per_call is None or self._feature(name) != "frames":
+            return None
+        batch = int(self.bundle.exports[self.runtime]["backbones"][name]["batch"])
+        return self.frames_per_call if self.frames_per_call < batch else None
 
     def head(self, name: str):
         """Fusion head ``name`` as a function: ``{backbone: embeddings} -> probs``."""
@@ -379,7 +411,7 @@ class Predictor:
             split = None
             if self.runtime != KERAS and self.lanes > 1:
                 export = self.bundle.exports[self.runtime]
-                batch = int(export["backbones"][name]["batch"])
+                batch = self._visual_batch(name) or int(export["backbones"][name]["batch"])
                 per_lane = -(-batch // self.lanes)
                 if self.engine in RESIZABLE and batch > 1:
                     try:

@@ -6,7 +6,7 @@ and the reason:
 
 - a shard without a parameters file, one labelled without ``--shard``, or one that has
   not finished (resume it first);
-- shards made with another model or other settings (folder, subfolders, segments), or
+- shards made with another model or other settings (folder, subfolders, segments, frame rate), or
   split into another number of shards;
 - a shard index given twice, or missing;
 - a file labelled in two shards, or a file of the folder in none: when the folder is
@@ -41,10 +41,11 @@ from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_file
 
 # Settings every shard of one run shares (the rest, such as the engine, may differ).
-SHARED = ("model_sha256", "folder", "recursive", "segment_seconds", "hop_seconds")
+SHARED = ("model_sha256", "folder", "recursive", "segment_seconds", "hop_seconds",
+          "frames_per_second")
 # Copied from the shards into the merged parameters file.
 _KEPT = ("model", "model_sha256", "classes", "folder", "recursive", "segment_seconds",
-         "hop_seconds")
+         "hop_seconds", "frames_per_second")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def _read_part(path: Path) -> _Part:
 def _check_same_run(parts: list[_Part]) -> None:
     first = parts[0]
     for part in parts[1:]:
-        differ = [k for k in SHARED if part.params.get(k) != first.params.get(k)]
+        # A setting one shard does not record (an older avsc wrote it) is not compared.
+        differ = [k for k in SHARED if k in part.params and k in first.params
+                  and part.params[k] != first.params[k]]
         if differ:
             what = ", ".join("the model" if k == "model_sha256" else
                              f"{k} ({part.params.get(k)} here, {first.params.get(k)} there)"

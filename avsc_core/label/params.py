@@ -2,8 +2,8 @@
 
 ``labels.csv`` gets ``labels.params.json`` (a CSV not named ``*.csv`` gets its full name
 plus ``.params.json``). It names the model (its folder and the SHA-256 of its
-``manifest.json``, which lists the checksum of every network file), the segment settings,
-the avsc version, when the run started and finished, and the counts. ``--resume`` checks
+``manifest.json``, which lists the checksum of every network file), the segment settings
+and the video frame rate, the avsc version, when the run started and finished, and the counts. ``--resume`` checks
 it, so a CSV is never continued with another model or other segments, and refuses a CSV
 whose rows have no parameters at all (nothing tells which model wrote them).
 
@@ -36,7 +36,8 @@ LEGACY_PARAMS_FILE = "params.json"
 
 # Settings that decide the labels: a CSV continued with other values would mix answers
 # (or, for the shard, other files).
-_MUST_MATCH = ("model_sha256", "folder", "segment_seconds", "hop_seconds", "shard")
+_MUST_MATCH = ("model_sha256", "folder", "segment_seconds", "hop_seconds",
+               "frames_per_second", "shard")
 
 
 def params_path(out_csv: str | Path) -> Path:
@@ -77,6 +78,7 @@ def run_params(
         "recursive": recursive,
         "segment_seconds": media.segment_seconds,
         "hop_seconds": media.hop_seconds,
+        "frames_per_second": media.frames_per_second,
         "jobs": jobs,
         "shard": shard,
         "format": format,
@@ -147,7 +149,8 @@ def check_resume(
     ------
     AvscError
         The CSV has rows but no parameters file, or the model, the folder, the segment
-        settings or the shard differ from the earlier run's.
+        settings, the frame rate or the shard differ from the earlier run's (a setting
+        the earlier run's file does not record, written by an older avsc, is not checked).
     """
     if previous is None:
         if rows:

@@ -99,12 +99,14 @@ def decode_batches(path: str, plan: InputPlan, batch_size: int) -> Iterator[Any]
 class NetworkWorker:
     """Ray actor: the model's networks, loaded once, run on batches of one file or another."""
 
-    def __init__(self, model: str, runtime: str):
+    def __init__(self, model: str, runtime: str, frames_per_call: int | None = None):
         from avsc_core.bundle import load_bundle
         from avsc_core.inference.predictor import Predictor
 
         self.model = model
         self.predictor = Predictor(load_bundle(model), runtime=runtime)
+        if frames_per_call is not None:
+            self.predictor.fit_frames(frames_per_call)
 
     def identity(self) -> str:
         """The SHA-256 of the model's manifest, as this worker sees it."""
@@ -375,7 +377,7 @@ def _start_actors(predictor: Predictor, options: RayOptions, identity: str) -> l
             # the pipeline, not Ray, retries them, so it knows which file each call was.
             max_restarts=-1,
             max_task_retries=0,
-        ).remote(model, predictor.runtime))
+        ).remote(model, predictor.runtime, predictor.frames_per_call))
         for i in range(options.workers)
     ]
     try:

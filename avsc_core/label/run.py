@@ -472,6 +472,7 @@ def label_folder(
     cancel: Callable[[], bool] | None = None,
     on_row: RowCallback | None = None,
     *,
+    frames_per_second: float | None = None,
     shard: Shard | str | None = None,
     engine: str = "local",
     address: str | None = None,
@@ -509,8 +510,9 @@ def label_folder(
         model (local engine); with 1, a thread of this process decodes the next file
         while the model runs on the current one. On a GPU, the segments of several files
         go through the networks together (``Predictor.batch_segments``).
-    segment_seconds, hop_seconds : float, optional
-        As for :func:`avsc_core.inference.classify.classify_file`.
+    segment_seconds, hop_seconds, frames_per_second : float, optional
+        As for :func:`avsc_core.inference.classify.classify_file`; the parameters file
+        records them, and a resumed run must use the same.
     progress : callable, optional
         First ``Progress("label", done, found, {"found", "already_done"})`` (with
         ``shard``, also ``"folder_files"``: the files of the whole folder), then one event
@@ -580,7 +582,7 @@ def label_folder(
         # video decoder costs the least CPU (0.077 against 0.093 CPU-s a 400x225 street
         # clip with frame threads, 0.38 against 0.45 at 720p), and so labels the most
         # files. On a GPU decoding is what the networks wait for: FFmpeg's threads.
-        plan = plan_for(predictor, segment_seconds, hop_seconds)
+        plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
         if predictor.device == "cpu":
             plan = dataclasses.replace(plan, video_threads=1)
         params = run_params(out_csv, predictor.bundle, plan.media, folder, recursive, jobs,
