@@ -203,7 +203,7 @@ def compare(args: argparse.Namespace) -> None:
     try:
         for name, variant in running.items():
             isa = f", oneDNN at most {variant.spec['isa']}" if variant.spec.get("isa") else ""
-            isa += f", {variant.spec['fps']} frames/s" if variant.spec.get("fps") else ""
+            isa += f", {variant.spec['fps']} frames a second" if variant.spec.get("fps") else ""
             print(f"  {name:18} {variant.info['networks']}  (code: {variant.info['code']}{isa})")
         for name in timed:  # warm-up: first calls, decoder start-up paths, file cache
             running[name].label(args.folder)

@@ -342,3 +342,31 @@ def test_a_segment_longer_than_the_model_takes_is_refused(trained_tiny_model, ti
     assert main(["evaluate", "--model", str(trained_tiny_model), str(tiny_dataset),
                  "--segment-seconds", "20"]) == 1
     assert "--segment-seconds 20" in capsys.readouterr().err
+
+
+def test_evaluate_at_fewer_frames_a_second_moves_answers_as_classify_does(
+    trained_tiny_model, tau_street_videos, tmp_path
+):
+    """Real street videos, whose frames change: going from the model's 2 frames a second
+    to 1 moves evaluate's visual answers as it moves classify's (evaluate's frames come
+    from the cache, as JPEG, so the answers themselves differ a little)."""
+    from avsc_core.errors import AvscError
+
+    videos = tau_street_videos[:2]
+    data = tmp_path / "street.csv"
+    data.write_text("path,label\n" + "".join(f"{v},park\n" for v in videos), encoding="utf-8")
+    options = {"split": "all", "cache_dir": tmp_path / "cache"}
+    one = evaluate_model(trained_tiny_model, data, frames_per_second=1, **options)
+    two = evaluate_model(trained_tiny_model, data, **options)
+    assert (one["frames_per_second"], two["frames_per_second"]) == (1.0, 2.0)
+    predictor = load_predictor(trained_tiny_model)
+    moves = []
+    for at_one, at_two, video in zip(one["clips"], two["clips"], videos):
+        moved = at_one["confidence"]["visual"] - at_two["confidence"]["visual"]
+        expected = (classify_file(video, predictor, frames_per_second=1).clip_probs["visual"]
+                    .max() - classify_file(video, predictor).clip_probs["visual"].max())
+        assert moved == pytest.approx(expected, abs=3e-4)
+        moves.append(abs(expected))
+    assert max(moves) > 1e-3  # the rate does move the answers
+    with pytest.raises(AvscError, match="divided by a whole number"):
+        evaluate_model(trained_tiny_model, data, frames_per_second=0.75, **options)

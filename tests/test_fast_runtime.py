@@ -232,10 +232,13 @@ def test_fewer_frames_a_segment_are_not_padded_to_the_exported_batch(exported_ti
             assert fitted.backbone("vis-inc").batch_size == n
         else:
             assert fitted._split["vis-inc"] == -(-n // 2)
-    # Back to the model's rate: the networks take their exported batch again.
+    # Back to the model's rate: the networks take their exported batch again, as they do
+    # for 1-s segments, which come ten to a 10-s file and fill the batch.
     plan_for(fitted)
     assert fitted.frames_per_call == media.frames_per_segment
     assert fitted._visual_batch("vis-inc") is None
+    plan_for(fitted, segment_seconds=1)
+    assert fitted.frames_per_call == 2 and fitted._visual_batch("vis-inc") is None
     # Keras takes any batch as it is.
     keras_predictor = Predictor(exported_tiny, runtime="keras")
     plan_for(keras_predictor, frames_per_second=1)

@@ -1,5 +1,5 @@
 """``avsc evaluate --model MODEL DATA [--split test] [--json OUT.json] [--report DIR]
-[--segment-seconds S] [--submission FILE]``."""
+[--segment-seconds S] [--frames-per-second F] [--submission FILE]``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ranks systems (S = 1 there; default: clips only)",
     )
     parser.add_argument(
+        "--frames-per-second", type=float, metavar="F",
+        help="measure the model as classify and label run it with F video frames a second "
+        "(default: the model's; the model's rate divided by a whole number, such as 1 for "
+        "a 2-frames-a-second model: the cached frames are reused)",
+    )
+    parser.add_argument(
         "--submission", type=Path, metavar="FILE",
         help="also write the challenge's output file (tab-separated: filename, scene_label, "
         "one probability per class): a row per segment with --segment-seconds, else per "
@@ -78,6 +84,8 @@ def _table(branches: dict) -> list[str]:
 
 def format_metrics(result: dict) -> str:
     runtime = f", networks run by {result['runtime']}" if result.get("runtime") else ""
+    if result.get("frames_per_second"):
+        runtime += f", {result['frames_per_second']:g} video frames a second"
     lines = [f"{result['n']} clips ({result['split']} split{runtime})",
              *_table(result["branches"])]
     segments = result.get("segments")
@@ -107,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(args.model, args.data, args.layout, args.split, printer, cancelled,
                                 segment_seconds=args.segment_seconds,
                                 submission=args.submission, jobs=args.jobs,
-                                cache_dir=args.cache_dir, runtime=args.runtime)
+                                cache_dir=args.cache_dir, runtime=args.runtime,
+                                frames_per_second=args.frames_per_second)
     printer.close()
     if args.json:
         write_json(args.json, result)

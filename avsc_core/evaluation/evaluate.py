@@ -15,6 +15,7 @@ from avsc_core.evaluation.metrics import score_clips
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 if TYPE_CHECKING:
+    from avsc_core.config import MediaConfig
     from avsc_core.datasets import Clip
     from avsc_core.inference.inputs import InputPlan
     from avsc_core.inference.predictor import Predictor
@@ -56,6 +57,7 @@ def evaluate_model(
     jobs: int | None = None,
     cache_dir: str | Path | None = None,
     runtime: str = "auto",
+    frames_per_second: float | None = None,
 ) -> dict[str, Any]:
     """Clip-level metrics of the audio, visual and fused branches on ``split`` of ``data``.
 
@@ -76,12 +78,17 @@ def evaluate_model(
     submission : str or Path, optional
         Write the challenge's output file there: one row per segment with
         ``segment_seconds``, else one per clip, with the fused probabilities.
+    frames_per_second : float, optional
+        Measure the model as ``classify`` and ``label`` run it with this many video frames
+        a second (default: the model's). The frames cached at the model's rate are
+        reused, so the rate must be the model's divided by a whole number (1 or 0.5 for
+        a 2-frames-a-second model).
 
     Returns
     -------
     dict
         ``{"n", "classes", "split", "branches": {"audio": M, "visual": M, "fused": M},
-        "clips": [...], "skipped": [...], "runtime"}`` with ``M`` from :func:`branch_metrics`
+        "clips": [...], "skipped": [...], "runtime", "frames_per_second"}`` with ``M`` from :func:`branch_metrics`
         (``None`` for a branch that could not run on any clip); for a calibrated model
         each ``M`` also has ``"uncalibrated": {"log_loss", "ece"}``. Each of ``clips``
         is ``{"file", "label", "predicted": {branch: class | None}, "confidence":
@@ -93,8 +100,9 @@ def evaluate_model(
     Raises
     ------
     AvscError
-        Unknown classes, an empty split, or a segment length the model cannot take
-        (before any decoding).
+        Unknown classes, an empty split, a segment length the model cannot take or a
+        frame rate that is not the model's divided by a whole number (before any
+        decoding).
     """
     from avsc_core.features.prepare import prepare_clips
     from avsc_core.features.store import open_entry
@@ -115,10 +123,14 @@ def evaluate_model(
         )
     if not clips:
         raise AvscError(f"{data}: no clips in the '{split}' split")
+    step = frame_step(bundle.media, frames_per_second)
     predictor = Predictor(bundle, runtime=runtime)
     calibrated = "calibration" in bundle.manifest
-    segment_plan = plan_for(predictor, segment_seconds) if segment_seconds is not None else None
+    segment_plan = (plan_for(predictor, segment_seconds, frames_per_second=frames_per_second)
+                    if segment_seconds is not None else None)
     kinds, frames = predictor.needs()
+    if frames and segment_plan is None:
+        predictor.fit_frames(len(range(0, bundle.media.frames_per_segment, step)))
     preparation = prepare_clips(
         clips,
         bundle.media,
@@ -145,6 +157,8 @@ def evaluate_model(
             else None
         )
         frame_array = open_entry(prepared.frames)[:n] if prepared.frames else None
+        if frame_array is not None and step > 1:
+            frame_array = np.ascontiguousarray(frame_array[:, ::step])
         result = predictor.predict(features, frame_array)
         row: dict[str, Any] = {
             "file": dataset.relative(prepared.clip.path),
@@ -187,6 +201,7 @@ def evaluate_model(
         "clips": rows,
         "skipped": [{"file": str(c.path), "reason": r} for c, r in preparation.failures],
         "runtime": predictor.runtime,
+        "frames_per_second": bundle.media.frames_per_second / step,
     }
     outputs = [(row["file"], answer["fused"]) for row, answer in zip(rows, answers)]
     if segment_plan is not None:
@@ -199,6 +214,31 @@ def evaluate_model(
 
         write_submission(submission, classes, outputs)
     return evaluation
+
+
+def frame_step(media: MediaConfig, frames_per_second: float | None) -> int:
+    """Every how many of the frames cached at ``media``'s rate a clip at
+    ``frames_per_second`` sees (1: the model's rate).
+
+    Frames sampled at the model's rate divided by ``k`` are every ``k``-th frame sampled
+    at the model's rate, from the segment's start.
+
+    Raises
+    ------
+    AvscError
+        ``frames_per_second`` is not positive, or not the model's rate divided by a whole
+        number.
+    """
+    if frames_per_second is None:
+        return 1
+    model = media.frames_per_second
+    step = model / frames_per_second if frames_per_second > 0 else 0.0
+    if step < 1 - 1e-9 or abs(step - round(step)) > 1e-6:
+        raise AvscError(
+            f"--frames-per-second {frames_per_second:g}: evaluate reuses the frames cached "
+            f"at the model's {model:g} a second, so it takes that rate divided by a whole "
+            f"number ({model:g}, {model / 2:g}, {model / 4:g}...)")
+    return round(step)
 
 
 def _score_segments(

@@ -73,6 +73,9 @@ GPU_BATCH_SEGMENTS = 16
 # audio one (exports have the batch they were written with).
 CPU_BATCH = {VISUAL: 20, AUDIO: 16}
 GPU_BATCH = {VISUAL: 320, AUDIO: 64}
+# Fit the visual networks' calls to segments of at least 1/MIN_CALL_SHARE of the exported
+# batch (Predictor.fit_frames).
+MIN_CALL_SHARE = 4
 
 
 @dataclass
@@ -338,10 +341,13 @@ class Predictor:
         """Size the visual networks' calls for segments of ``frames`` frames.
 
         An exported network takes a fixed batch (a segment's frames at the model's rate,
-        20); a segment of fewer frames (fewer frames a second, shorter segments) would be
-        padded to it, and the padding costs as much as real frames. Where the engine can
-        resize its graph (TFLite, OpenVINO) the calls take ``frames`` instead; elsewhere
-        this changes nothing. Networks loaded for another size are loaded again.
+        20); a file of one segment with fewer frames (fewer frames a second, shorter
+        segments) would be padded to it, and the padding costs as much as real frames.
+        Where the engine can resize its graph (TFLite, OpenVINO) the calls take
+        ``frames`` instead, down to a quarter of the batch; smaller segments (DCASE's 1-s
+        ones, two frames each) come many to a file and fill the batch, and calls that
+        small cost more a frame. Elsewhere this changes nothing. Networks loaded for
+        another size are loaded again.
         """
         if self.runtime == KERAS or self.engine not in RESIZABLE:
             return
@@ -360,7 +366,10 @@ class Predictor:
         if self.frames_per_call is None or self._feature(name) != "frames":
             return None
         batch = int(self.bundle.exports[self.runtime]["backbones"][name]["batch"])
-        return self.frames_per_call if self.frames_per_call < batch else None
+        # Per frame, OpenVINO's calls of 5 to 20 frames cost about the same (ConvNeXtTiny
+        # int8 24-25 ms, InceptionV3 8.2-9.0 ms, one thread); calls of 1 or 2 cost more.
+        fits = batch // MIN_CALL_SHARE <= self.frames_per_call < batch
+        return self.frames_per_call if fits else None
 
     def head(self, name: str):
         """Fusion head ``name`` as a function: ``{backbone: embeddings} -> probs``."""
