@@ -223,7 +223,7 @@ def test_fewer_frames_a_segment_are_not_padded_to_the_exported_batch(exported_ti
         fitted = Predictor(exported_tiny, lanes=lanes)
         plan = plan_for(fitted, frames_per_second=media.frames_per_second / 2)
         n = plan.media.frames_per_segment
-        assert n == media.frames_per_segment // 2 and fitted.frames_per_call == n
+        assert n == media.frames_per_segment // 2 and fitted._visual_batch("vis-inc") == n
         for batch in tiny_inputs:
             frames = batch.frames[:, ::2]
             same_predictions(exported.predict(None, frames), fitted.predict(None, frames),
@@ -235,14 +235,28 @@ def test_fewer_frames_a_segment_are_not_padded_to_the_exported_batch(exported_ti
     # Back to the model's rate: the networks take their exported batch again, as they do
     # for 1-s segments, which come ten to a 10-s file and fill the batch.
     plan_for(fitted)
-    assert fitted.frames_per_call == media.frames_per_segment
     assert fitted._visual_batch("vis-inc") is None
+    assert fitted.backbone("vis-inc").batch_size == media.frames_per_segment
     plan_for(fitted, segment_seconds=1)
-    assert fitted.frames_per_call == 2 and fitted._visual_batch("vis-inc") is None
+    assert fitted._visual_batch("vis-inc") is None
     # Keras takes any batch as it is.
     keras_predictor = Predictor(exported_tiny, runtime="keras")
     plan_for(keras_predictor, frames_per_second=1)
-    assert keras_predictor.frames_per_call is None
+    assert keras_predictor._visual_batch("vis-inc") is None
+    # A graph that keeps its exported batch is padded, as before.
+    refusing = Predictor(exported_tiny, lanes=1)
+    plan_for(refusing, frames_per_second=media.frames_per_second / 2)
+    real_open = refusing._export_network
+
+    def keeps_its_batch(group, name, batch=None):
+        if batch is not None:
+            raise AvscError("a graph that keeps the batch it was exported with")
+        return real_open(group, name)
+
+    refusing._export_network = keeps_its_batch
+    frames = tiny_inputs[0].frames[:, ::2]
+    same_predictions(exported.predict(None, frames), refusing.predict(None, frames), atol=1e-6)
+    assert refusing.backbone("vis-inc").batch_size == media.frames_per_segment
 
 
 # --- segments of several files in one batch ---------------------------------------------------

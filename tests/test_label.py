@@ -116,16 +116,21 @@ def test_resume_refuses_another_model(folder, predictor, tmp_path):
 
 
 def test_resume_refuses_another_frame_rate(folder, predictor, tmp_path):
-    out = tmp_path / "labels.csv"
+    out, params_file = tmp_path / "labels.csv", tmp_path / "labels.params.json"
     rows = []
     with pytest.raises(Cancelled):
         label_folder(folder, predictor, out, frames_per_second=1.0,
                      on_row=lambda row, result: rows.append(row), cancel=lambda: bool(rows))
-    params = json.loads((tmp_path / "labels.params.json").read_text())
-    assert params["frames_per_second"] == 1.0
+    assert json.loads(params_file.read_text())["frames_per_second"] == 1.0
     with pytest.raises(AvscError, match=r"frames_per_second \(1.0 before, 2.0 now\)"):
         label_folder(folder, predictor, out, resume=True)
-    label_folder(folder, predictor, out, resume=True, frames_per_second=1.0)
+    # A parameters file of an older avsc, which always ran at the model's rate.
+    params = json.loads(params_file.read_text())
+    del params["frames_per_second"]
+    params_file.write_text(json.dumps(params))
+    with pytest.raises(AvscError, match=r"frames_per_second \(2.0 before, 1.0 now\)"):
+        label_folder(folder, predictor, out, resume=True, frames_per_second=1.0)
+    label_folder(folder, predictor, out, resume=True)
     assert len(read_csv(out)) == len(TOP)
 
 

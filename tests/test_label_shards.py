@@ -148,6 +148,10 @@ def test_merge_refuses_an_incomplete_or_mixed_set(runs, tmp_path):
     edit_params(other, model_sha256="0" * 64)
     with pytest.raises(AvscError, match=r"other-model.csv: not labelled like .*: the model"):
         merge_shards(out, [one, other, three])
+    sparse = copy_labels(two, tmp_path / "sparse.csv")
+    edit_params(sparse, frames_per_second=1.0)
+    with pytest.raises(AvscError, match=r"sparse.csv: .*frames_per_second \(1.0 here, 2.0"):
+        merge_shards(out, [one, sparse, three])
     halves = copy_labels(two, tmp_path / "halves.csv")
     edit_params(halves, shard="2/2")
     with pytest.raises(AvscError, match="split in two ways"):

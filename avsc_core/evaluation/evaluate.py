@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,8 @@ def evaluate_model(
         Measure the model as ``classify`` and ``label`` run it with this many video frames
         a second (default: the model's). The frames cached at the model's rate are
         reused, so the rate must be the model's divided by a whole number (1 or 0.5 for
-        a 2-frames-a-second model).
+        a 2-frames-a-second model). A clip shorter than a segment, whose cached frames
+        repeat to fill it, sees slightly other frames than classify decodes.
 
     Returns
     -------
@@ -129,8 +131,12 @@ def evaluate_model(
     segment_plan = (plan_for(predictor, segment_seconds, frames_per_second=frames_per_second)
                     if segment_seconds is not None else None)
     kinds, frames = predictor.needs()
+    # A segment's frames at the lower rate, as classify counts them (which may be fewer
+    # than every step-th frame: 2, not 3, at 0.25 a second over 10 s).
+    kept = dataclasses.replace(bundle.media, frames_per_second=bundle.media.frames_per_second
+                               / step).frames_per_segment
     if frames and segment_plan is None:
-        predictor.fit_frames(len(range(0, bundle.media.frames_per_segment, step)))
+        predictor.fit_frames(kept)
     preparation = prepare_clips(
         clips,
         bundle.media,
@@ -158,7 +164,7 @@ def evaluate_model(
         )
         frame_array = open_entry(prepared.frames)[:n] if prepared.frames else None
         if frame_array is not None and step > 1:
-            frame_array = np.ascontiguousarray(frame_array[:, ::step])
+            frame_array = np.ascontiguousarray(frame_array[:, ::step][:, :kept])
         result = predictor.predict(features, frame_array)
         row: dict[str, Any] = {
             "file": dataset.relative(prepared.clip.path),

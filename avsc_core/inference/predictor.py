@@ -279,9 +279,9 @@ class Predictor:
         self._replicas: dict[tuple[str, int], object] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        # Frames per call of the visual networks, when fewer than the export's batch
-        # (see fit_frames); None: the export's batch.
-        self.frames_per_call: int | None = None
+        # A segment's frames, as the last plan has them (see fit_frames); None: not
+        # fitted, the export's batch.
+        self.segment_frames: int | None = None
         # Seconds each backbone took last (visual first until measured): longest first.
         self._cost: dict[str, float] = {}
         log.info("networks: %s", self.describe())
@@ -333,9 +333,17 @@ class Predictor:
             if self.runtime == KERAS:
                 self._runners[name] = backbone_runner(self.bundle.backbone(name))
             else:
-                self._runners[name] = self._export_network(
-                    "backbones", name, batch=self._visual_batch(name))
+                self._runners[name] = self._open_backbone(name)
         return self._runners[name]
+
+    def _open_backbone(self, name: str):
+        batch = self._visual_batch(name)
+        if batch is not None:
+            try:
+                return self._export_network("backbones", name, batch=batch)
+            except AvscError as exc:  # a graph that keeps its batch: padded calls
+                log.debug("%s keeps its exported batch: %s", name, exc)
+        return self._export_network("backbones", name)
 
     def fit_frames(self, frames: int) -> None:
         """Size the visual networks' calls for segments of ``frames`` frames.
@@ -349,27 +357,25 @@ class Predictor:
         small cost more a frame. Elsewhere this changes nothing. Networks loaded for
         another size are loaded again.
         """
-        if self.runtime == KERAS or self.engine not in RESIZABLE:
-            return
-        frames = int(frames)
-        if frames == self.frames_per_call:
-            return
-        self.frames_per_call = frames
         visual = [n for n in self.bundle.backbone_names if self._feature(n) == "frames"]
+        before = {name: self._visual_batch(name) for name in visual}
+        self.segment_frames = int(frames)
         for name in visual:
-            self._runners.pop(name, None)
-            self._split.pop(name, None)
-        self._replicas = {k: v for k, v in self._replicas.items() if k[0] not in visual}
+            if self._visual_batch(name) != before[name]:
+                self._runners.pop(name, None)
+                self._split.pop(name, None)
+                self._replicas = {k: v for k, v in self._replicas.items() if k[0] != name}
 
     def _visual_batch(self, name: str) -> int | None:
         """The batch visual backbone ``name`` is opened with (None: the export's)."""
-        if self.frames_per_call is None or self._feature(name) != "frames":
+        if (self.segment_frames is None or self.runtime == KERAS
+                or self.engine not in RESIZABLE or self._feature(name) != "frames"):
             return None
         batch = int(self.bundle.exports[self.runtime]["backbones"][name]["batch"])
         # Per frame, OpenVINO's calls of 5 to 20 frames cost about the same (ConvNeXtTiny
         # int8 24-25 ms, InceptionV3 8.2-9.0 ms, one thread); calls of 1 or 2 cost more.
-        fits = batch // MIN_CALL_SHARE <= self.frames_per_call < batch
-        return self.frames_per_call if fits else None
+        fits = batch // MIN_CALL_SHARE <= self.segment_frames < batch
+        return self.segment_frames if fits else None
 
     def head(self, name: str):
         """Fusion head ``name`` as a function: ``{backbone: embeddings} -> probs``."""

@@ -88,17 +88,21 @@ def _read_part(path: Path) -> _Part:
 def _check_same_run(parts: list[_Part]) -> None:
     first = parts[0]
     for part in parts[1:]:
-        # A setting one shard does not record (an older avsc wrote it) is not compared.
-        differ = [k for k in SHARED if k in part.params and k in first.params
-                  and part.params[k] != first.params[k]]
+        differ = [k for k in SHARED if part.params.get(k) != first.params.get(k)]
         if differ:
             what = ", ".join("the model" if k == "model_sha256" else
-                             f"{k} ({part.params.get(k)} here, {first.params.get(k)} there)"
+                             f"{k} ({_recorded(part.params, k)} here, "
+                             f"{_recorded(first.params, k)} there)"
                              for k in differ)
             raise AvscError(f"{part.path}: not labelled like {first.path}: {what}")
         if part.shard.count != first.shard.count:
             raise AvscError(f"{part.path}: is shard {part.shard}, but {first.path} is shard "
                             f"{first.shard}: the folder was split in two ways")
+
+
+def _recorded(params: dict[str, Any], key: str) -> object:
+    # Shards of an older avsc do not record the frame rate.
+    return params.get(key, "not recorded")
 
 
 def _check_coverage(out: Path, parts: list[_Part]) -> None:

@@ -2,10 +2,11 @@
 
 ``labels.csv`` gets ``labels.params.json`` (a CSV not named ``*.csv`` gets its full name
 plus ``.params.json``). It names the model (its folder and the SHA-256 of its
-``manifest.json``, which lists the checksum of every network file), the segment settings
-and the video frame rate, the avsc version, when the run started and finished, and the counts. ``--resume`` checks
-it, so a CSV is never continued with another model or other segments, and refuses a CSV
-whose rows have no parameters at all (nothing tells which model wrote them).
+``manifest.json``, which lists the checksum of every network file), the segment
+settings and the video frame rate, the avsc version, when the run started and finished,
+and the counts. ``--resume`` checks it, so a CSV is never continued with another model
+or other settings, and refuses a CSV whose rows have no parameters at all (nothing tells
+which model wrote them).
 
 A shard (``--shard I/N``) records ``"shard": "I/N"`` and, in its counts, the files of
 the whole folder (``folder_files``); ``label merge`` checks the shards against them.
@@ -150,7 +151,9 @@ def check_resume(
     AvscError
         The CSV has rows but no parameters file, or the model, the folder, the segment
         settings, the frame rate or the shard differ from the earlier run's (a setting
-        the earlier run's file does not record, written by an older avsc, is not checked).
+        the earlier run's file does not record, written by an older avsc, is not
+        checked; :func:`~avsc_core.label.run.label_folder` fills in the frame rate such a
+        run used, the model's).
     """
     if previous is None:
         if rows:

@@ -99,14 +99,14 @@ def decode_batches(path: str, plan: InputPlan, batch_size: int) -> Iterator[Any]
 class NetworkWorker:
     """Ray actor: the model's networks, loaded once, run on batches of one file or another."""
 
-    def __init__(self, model: str, runtime: str, frames_per_call: int | None = None):
+    def __init__(self, model: str, runtime: str, segment_frames: int | None = None):
         from avsc_core.bundle import load_bundle
         from avsc_core.inference.predictor import Predictor
 
         self.model = model
         self.predictor = Predictor(load_bundle(model), runtime=runtime)
-        if frames_per_call is not None:
-            self.predictor.fit_frames(frames_per_call)
+        if segment_frames is not None:  # as the driver's plan has them
+            self.predictor.fit_frames(segment_frames)
 
     def identity(self) -> str:
         """The SHA-256 of the model's manifest, as this worker sees it."""
@@ -377,7 +377,7 @@ def _start_actors(predictor: Predictor, options: RayOptions, identity: str) -> l
             # the pipeline, not Ray, retries them, so it knows which file each call was.
             max_restarts=-1,
             max_task_retries=0,
-        ).remote(model, predictor.runtime, predictor.frames_per_call))
+        ).remote(model, predictor.runtime, predictor.segment_frames))
         for i in range(options.workers)
     ]
     try:

@@ -593,6 +593,8 @@ def label_folder(
             params.update(workers=ray_options.workers,
                           gpus_per_worker=ray_options.gpus_per_worker)
         previous = previous_params(out_csv) if earlier else None
+        if previous is not None:  # avsc before --frames-per-second ran at the model's rate
+            previous.setdefault("frames_per_second", predictor.bundle.media.frames_per_second)
         check_resume(out_csv, len(earlier), previous, params)
         params["started"] = previous.get("started", now()) if previous else now()
         if previous:
