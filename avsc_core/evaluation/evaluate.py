@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,9 +89,10 @@ def evaluate_model(
     -------
     dict
         ``{"n", "classes", "split", "branches": {"audio": M, "visual": M, "fused": M},
-        "clips": [...], "skipped": [...], "runtime", "frames_per_second"}`` with ``M`` from :func:`branch_metrics`
-        (``None`` for a branch that could not run on any clip); for a calibrated model
-        each ``M`` also has ``"uncalibrated": {"log_loss", "ece"}``. Each of ``clips``
+        "clips": [...], "skipped": [...], "runtime", "frames_per_second"}`` with ``M``
+        from :func:`branch_metrics` (``None`` for a branch that could not run on any
+        clip); for a calibrated model each ``M`` also has ``"uncalibrated": {"log_loss",
+        "ece"}``. Each of ``clips``
         is ``{"file", "label", "predicted": {branch: class | None}, "confidence":
         {branch: p | None}, "unfamiliar_score"}`` (and ``"predicted_uncalibrated"``,
         ``"confidence_uncalibrated"`` for a calibrated model), so a confusion cell can list
@@ -128,15 +128,12 @@ def evaluate_model(
     step = frame_step(bundle.media, frames_per_second)
     predictor = Predictor(bundle, runtime=runtime)
     calibrated = "calibration" in bundle.manifest
+    # A clip's frames at the asked rate, as classify counts them (which may be fewer than
+    # every step-th cached frame: 2, not 3, at 0.25 a second over 10 s).
+    kept = plan_for(predictor, frames_per_second=frames_per_second).media.frames_per_segment
     segment_plan = (plan_for(predictor, segment_seconds, frames_per_second=frames_per_second)
                     if segment_seconds is not None else None)
     kinds, frames = predictor.needs()
-    # A segment's frames at the lower rate, as classify counts them (which may be fewer
-    # than every step-th frame: 2, not 3, at 0.25 a second over 10 s).
-    kept = dataclasses.replace(bundle.media, frames_per_second=bundle.media.frames_per_second
-                               / step).frames_per_segment
-    if frames and segment_plan is None:
-        predictor.fit_frames(kept)
     preparation = prepare_clips(
         clips,
         bundle.media,

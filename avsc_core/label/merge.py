@@ -6,8 +6,8 @@ and the reason:
 
 - a shard without a parameters file, one labelled without ``--shard``, or one that has
   not finished (resume it first);
-- shards made with another model or other settings (folder, subfolders, segments, frame rate), or
-  split into another number of shards;
+- shards made with another model or other settings (folder, subfolders, segments, frame
+  rate), or split into another number of shards;
 - a shard index given twice, or missing;
 - a file labelled in two shards, or a file of the folder in none: when the folder is
   still there it is listed again (a file added since the shards ran is named, with its
