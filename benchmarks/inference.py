@@ -46,7 +46,8 @@ SHARED = REPO.parent / "shared" / "data"
 STREET = SHARED / "tau2021-av-street-traffic"
 TAU_AUDIO = SHARED / "tau2021-audio"
 EXPORTS = {"tflite-fp32": ("tflite", "fp32"), "tflite-int8": ("tflite", "int8"),
-           "onnx-fp32": ("onnx", "fp32")}
+           "onnx-fp32": ("onnx", "fp32"), "onnx-bf16": ("onnx", "bf16"),
+           "onnx-int8": ("onnx", "int8")}
 
 
 def trained_like_norms(model, seed: int = 0) -> None:
@@ -124,17 +125,22 @@ def write_paper_bundle(out: Path, classes: int = 10, fusion: str = "f4") -> Path
     return out
 
 
-def ensure_exports(bundle: Path, keys: list[str]) -> dict[str, float]:
-    """Export what ``bundle`` lacks of ``keys``; seconds each conversion took."""
+def ensure_exports(bundle: Path, keys: list[str], calibration: list[Path]
+                   ) -> dict[str, float]:
+    """Export what ``bundle`` lacks of ``keys``; seconds each conversion took.
+
+    An ONNX int8 export takes its ranges from the ``calibration`` files."""
     from avsc_core.bundle import load_bundle
     from avsc_core.export import export_model
+    from avsc_core.export.formats import needs_calibration
 
     taken = {}
     have = load_bundle(bundle, verify=False).exports
     for key in keys:
         if key in EXPORTS and key not in have:
             start = time.perf_counter()
-            export_model(bundle, *EXPORTS[key])
+            export_model(bundle, *EXPORTS[key],
+                         calibration=calibration if needs_calibration(*EXPORTS[key]) else None)
             taken[key] = time.perf_counter() - start
     return taken
 
@@ -356,7 +362,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/avsc-bench-inference"))
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--runtimes", default="keras,tflite-fp32,tflite-int8,onnx-fp32")
+    parser.add_argument("--runtimes", default="keras,tflite-fp32,tflite-int8,onnx-fp32",
+                        help=f"keras and any of {', '.join(EXPORTS)}")
     parser.add_argument("--clip", type=Path, help="a 10-s video (default: a real TAU clip)")
     parser.add_argument("--model", type=Path,
                         help="a trained model for the agreement check (default: train one on "
@@ -389,7 +396,7 @@ def main() -> int:
         start = time.perf_counter()
         write_paper_bundle(bundle)
         print(f"wrote the untrained paper bundle in {time.perf_counter() - start:.0f} s")
-    for key, seconds in ensure_exports(bundle, runtimes).items():
+    for key, seconds in ensure_exports(bundle, runtimes, sorted(STREET.glob("*.mp4"))).items():
         print(f"exported {key} in {seconds:.0f} s")
     print(f"clip {clip.name}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}, median of {args.repeat} runs after a warm-up\n")
@@ -403,9 +410,11 @@ def main() -> int:
 
     if not args.skip_agreement:
         model = args.model or trained_sample_model(args.work)
-        ensure_exports(model, ["tflite-fp32", "tflite-int8", "onnx-fp32"])
         data = args.work / "sample-data"
         files = sorted(data.rglob("*.mp4")) if not args.model and data.is_dir() else []
+        # tflite-fp32 is the labels' reference.
+        wanted = list(dict.fromkeys(["tflite-fp32", *(k for k in runtimes if k in EXPORTS)]))
+        ensure_exports(model, wanted, files + sorted(STREET.glob("*.mp4")))
         files += sorted(STREET.glob("*.mp4")) + sorted(TAU_AUDIO.glob("*.wav"))
         report = agreement(model, files)
         print(f"\nagreement on {report['clips']} clips ({model}): fused clip label against "

@@ -22,7 +22,12 @@ from conftest import clip_network_inputs, convnext_like, exported_copy
 from avsc_core.bundle import load_bundle
 from avsc_core.cli.main import main
 from avsc_core.errors import AvscError
-from avsc_core.export.quantize import calibration_inputs, dense_head_nodes, pick_files
+from avsc_core.export.quantize import (
+    FLOAT_ONLY_OPS,
+    calibration_inputs,
+    dense_head_nodes,
+    pick_files,
+)
 from avsc_core.inference import runtime as runtime_module
 from avsc_core.inference.predictor import Predictor, choose_runtime
 
@@ -97,13 +102,15 @@ def test_lanes_split_the_frames_in_openvino_with_the_same_answers(int8_bundle, c
 
 
 def test_without_openvino_onnx_runtime_runs_it_after_tflite_int8(int8_bundle, clip_batches,
-                                                                monkeypatch):
+                                                                monkeypatch, caplog):
     with_openvino = Predictor(int8_bundle, runtime="onnx-int8")
     monkeypatch.setattr(runtime_module, "openvino_available", lambda: False)
     order = runtime_module.auto_order()
     assert order.index("tflite-int8") < order.index("onnx-int8")
-    fallback = Predictor(int8_bundle, runtime="onnx-int8")
+    with caplog.at_level("WARNING"):
+        fallback = Predictor(int8_bundle, runtime="onnx-int8")
     assert fallback.engine == "onnxruntime" and "ONNX Runtime" in fallback.describe()
+    assert "pip install openvino" in caplog.text  # it runs, but no faster than fp32
     for batch in clip_batches[:2]:
         a = with_openvino.predict(batch.features, batch.frames).branches["fused"]
         b = fallback.predict(batch.features, batch.frames).branches["fused"]
@@ -224,6 +231,55 @@ def test_convnext_pointwise_layers_run_as_int8_convolutions(tmp_path):
     probs = np.asarray(expected[-1])
     assert np.max(np.abs(got["probs"] - probs)) < 0.05
     assert np.array_equal(got["probs"].argmax(-1), probs.argmax(-1))
+    # Only int8 layers read int8-rounded activations: LayerNorm, GELU and the residual
+    # additions read the convolutions' float outputs.
+    readers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    weights = {i.name for i in graph.initializer}
+    rounded = [n for n in graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] not in weights]
+    assert rounded and all(readers[n.output[0]] - set(FLOAT_ONLY_OPS) for n in rounded)
+    conv_readers = set().union(*(readers.get(n.output[0], set()) for n in convs))
+    assert {"ReduceMean", "Div", "Add"} <= conv_readers  # LayerNorm, GELU, residual
+
+
+def test_convnext_gelu_reaches_onnx_in_the_form_engines_fuse(tmp_path):
+    """TensorFlow's exact GELU, 0.5 x erfc(-x / sqrt 2), is written as 0.5 x (1 + erf(x /
+    sqrt 2)), which OpenVINO and ONNX Runtime compute as one GELU, with Keras's answers."""
+    import onnx
+
+    from avsc_core.export.convert import to_onnx
+    from avsc_core.export.graph import backbone_graph
+    from avsc_core.inference.backbones import OUTPUTS
+
+    model = convnext_like(seed=3)
+    inputs = backbone_graph(model, 4, tmp_path / "sm")
+    path = tmp_path / "fp32.onnx"
+    path.write_bytes(to_onnx(tmp_path / "sm"))
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    erfs = [n for n in graph.node if n.op_type == "Erf"]
+    assert len(erfs) == 2  # one GELU a block
+    assert all(producer[n.input[0]].op_type == "Div" for n in erfs)
+    assert {n.op_type for n in graph.node if set(n.input) & {e.output[0] for e in erfs}} == {
+        "Add"}
+    assert not any(n.op_type == "Neg" and n.output[0] in producer[e.input[0]].input
+                   for e in erfs for n in graph.node)
+    read = {name for n in graph.node for name in n.input}
+    assert all(i.name in read for i in graph.initializer)  # ONNX Runtime warns of others
+    # The bf16 export keeps TensorFlow's form (slower fused in OpenVINO without bf16).
+    kept = onnx.load_from_string(to_onnx(tmp_path / "sm", gelu_op=False)).graph
+    assert [n.op_type for n in kept.node if n.op_type in ("Erf", "Sub")].count("Erf") == 2
+    assert not any(n.op_type == "Div" for n in kept.node)
+    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    expected = keras.Model(model.input, [model.get_layer(n).output for n in OUTPUTS])(x)
+    for engine in ("openvino", "onnxruntime"):
+        got = runtime_module.open_network("onnx", path, {"inputs": inputs, "batch": 4},
+                                          threads=1, engine=engine, exact=True)(x)
+        for name, want in zip(OUTPUTS, expected):
+            np.testing.assert_allclose(got[name], np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("machine", "flags", "cap", "overflows"), [

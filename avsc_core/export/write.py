@@ -70,12 +70,13 @@ def _compare(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dic
     return {k: float(np.max(np.abs(expected[k] - got[k]))) for k in expected}
 
 
-def _convert(format: str, precision: str, saved_model: Path) -> bytes:
+def _convert(format: str, precision: str, saved_model: Path, gelu_op: bool = True) -> bytes:
     from avsc_core.export.convert import to_onnx, to_tflite
 
     try:
         # An ONNX int8 graph starts as the fp32 one (quantised afterwards, with data).
-        return to_tflite(saved_model, precision) if format == "tflite" else to_onnx(saved_model)
+        return (to_tflite(saved_model, precision) if format == "tflite"
+                else to_onnx(saved_model, gelu_op=gelu_op))
     except AvscError:
         raise
     except Exception as exc:  # the converters raise many types; the message is what matters
@@ -162,7 +163,8 @@ def export_model(
                 bundle, group, name, format,
                 "fp32" if samples and quantised is None else precision, partial, quantised,
                 engine=engine_for(format, precision),
-                free_batch=format == "onnx" and precision in OPENVINO_PRECISIONS)
+                free_batch=format == "onnx" and precision in OPENVINO_PRECISIONS,
+                gelu_op=precision != "bf16")
             entry[group][name] = network
             worst = max(worst, network["check"]["max_abs_diff"]["probs"])
         if progress:
@@ -260,10 +262,12 @@ def _network(bundle: Bundle, group: str, name: str, precision: str) -> _Network:
 
 def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: str,
                 folder: Path, samples: Sequence[np.ndarray] | None = None,
-                engine: str | None = None, free_batch: bool = False) -> dict[str, Any]:
+                engine: str | None = None, free_batch: bool = False,
+                gelu_op: bool = True) -> dict[str, Any]:
     """Write, then check against Keras, one network; ``engine`` is the one that will run
-    it (an export's fp32 networks run in the engine of the export's precision), and
-    ``free_batch`` writes a graph that takes any batch."""
+    it (an export's fp32 networks run in the engine of the export's precision),
+    ``free_batch`` writes a graph that takes any batch, and ``gelu_op`` an ONNX graph's
+    GELUs as one operation (:func:`~avsc_core.export.convert.to_onnx`)."""
     keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
     network = _network(bundle, group, name, precision)
     path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"
@@ -278,7 +282,7 @@ def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: s
     with tempfile.TemporaryDirectory(prefix="avsc-export-") as tmp:
         inputs = network.build(keras_model, None if free_batch else network.batch,
                                Path(tmp) / "saved_model", **options)
-        data = _convert(format, network.precision, Path(tmp) / "saved_model")
+        data = _convert(format, network.precision, Path(tmp) / "saved_model", gelu_op)
     if samples is not None and network.precision == "int8":
         data = quantize_onnx(data, inputs, samples)
     with atomic_write(path, "wb") as handle:
