@@ -16,10 +16,13 @@ matrix products with a GELU inside run in oneDNN's kernels instead of MLAS's, sl
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def to_tflite(saved_model: Path, precision: str) -> bytes:
@@ -57,15 +60,16 @@ def canonical_gelu(model) -> int:
     module's text); returns how many.
 
     The pattern is ``Sub(1, Erf(Mul(Neg(x), 1/sqrt(2))))``, constants as initialisers;
-    it becomes ``Add(1, Erf(Div(x, sqrt(2))))``.
+    it becomes ``Add(1, Erf(Div(x, sqrt(2))))``. Only where nothing else reads the
+    rewritten tensors (other nodes, the graph's outputs): their values change sign.
     """
     from onnx import numpy_helper
 
     graph = model.graph
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer
-              if np.prod(i.dims) <= 1}
+              if int(np.prod(i.dims)) == 1}
     producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
+    consumers: dict[str, list] = {o.name: [o] for o in graph.output}  # an output: a reader
     for node in graph.node:
         for name in dict.fromkeys(node.input):
             consumers.setdefault(name, []).append(node)
@@ -73,27 +77,42 @@ def canonical_gelu(model) -> int:
     def scalar(name: str, value: float) -> bool:
         return name in values and bool(np.allclose(values[name], value, rtol=1e-6))
 
-    sqrt2, one = "avsc_gelu_sqrt2", "avsc_gelu_one"
-    dropped, count = set(), 0
+    def only_reader(name: str, node) -> bool:
+        return [id(n) for n in consumers.get(name, [])] == [id(node)]
+
+    taken = {i.name for i in graph.initializer} | set(producer) | set(consumers)
+
+    def fresh(base: str) -> str:
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    sqrt2, one = fresh("avsc_gelu_sqrt2"), fresh("avsc_gelu_one")
+    dropped, count, dtype = set(), 0, np.float32
     for erf in graph.node:
         scale = producer.get(erf.input[0]) if erf.op_type == "Erf" else None
-        if scale is None or scale.op_type != "Mul" or len(consumers[erf.output[0]]) != 1:
+        readers = consumers.get(erf.output[0], [])
+        if scale is None or scale.op_type != "Mul" or len(readers) != 1:
             continue
-        negated = [producer.get(name) for name in scale.input]
-        neg = next((n for n in negated if n is not None and n.op_type == "Neg"), None)
-        (sub,) = consumers[erf.output[0]]
-        if (neg is None or not any(scalar(name, 2 ** -0.5) for name in scale.input)
-                or sub.op_type != "Sub" or list(sub.input)[1:] != [erf.output[0]]
-                or not scalar(sub.input[0], 1.0)):
+        (sub,) = readers
+        neg = next((producer[name] for name in scale.input
+                    if name in producer and producer[name].op_type == "Neg"), None)
+        if (neg is None or not only_reader(scale.output[0], erf)
+                or not any(scalar(name, 2 ** -0.5) for name in scale.input)
+                or getattr(sub, "op_type", None) != "Sub"
+                or list(sub.input)[1:] != [erf.output[0]] or not scalar(sub.input[0], 1.0)):
             continue
-        scale.op_type = "Div"
+        dtype = values[sub.input[0]].dtype
         x = neg.input[0]
+        scale.op_type = "Div"
         del scale.input[:]
         scale.input.extend([x, sqrt2])
         sub.op_type = "Add"
         del sub.input[:]
         sub.input.extend([one, erf.output[0]])
-        if len(consumers[neg.output[0]]) == 1:
+        if only_reader(neg.output[0], scale):
             dropped.add(neg.output[0])
         count += 1
     if count:
@@ -101,17 +120,33 @@ def canonical_gelu(model) -> int:
         del graph.node[:]
         graph.node.extend(kept)
         graph.initializer.extend([
-            numpy_helper.from_array(np.array(np.sqrt(2.0), np.float32), sqrt2),
-            numpy_helper.from_array(np.array(1.0, np.float32), one)])
+            numpy_helper.from_array(np.array(np.sqrt(2.0), dtype), sqrt2),
+            numpy_helper.from_array(np.array(1.0, dtype), one)])
         drop_unused_initializers(graph)
     return count
 
 
+def _names_read(graph) -> set[str]:
+    """Every tensor name ``graph``'s nodes read, also inside subgraphs (If, Loop)."""
+    from onnx import AttributeProto
+
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                names |= _names_read(attribute.g)
+            elif attribute.type == AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    names |= _names_read(sub)
+    return names
+
+
 def drop_unused_initializers(graph) -> None:
-    """Remove the initialisers no node of ``graph`` (an ``onnx.GraphProto``) reads: ONNX
-    Runtime warns about each one when it loads the graph."""
-    used = {name for node in graph.node for name in node.input}
-    used |= {o.name for o in graph.output}
+    """Remove the initialisers of ``graph`` (an ``onnx.GraphProto``) that nothing reads:
+    ONNX Runtime warns about each one when it loads the graph. Those that are also graph
+    inputs or outputs stay."""
+    used = _names_read(graph) | {o.name for o in graph.output} | {i.name for i in graph.input}
     kept = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
@@ -151,5 +186,5 @@ def to_onnx(saved_model: Path, gelu_op: bool = True) -> bytes:
         tensors_to_rename=rename,
     )
     if gelu_op:
-        canonical_gelu(model)
+        log.debug("%s: %d GELUs rewritten", saved_model, canonical_gelu(model))
     return model.SerializeToString()

@@ -33,7 +33,8 @@ What makes the difference on this CPU:
   :func:`avsc_core.inference.runtime.openvino_precision`). It needs no calibration and
   stays far closer to fp32 than int8 (``emb2`` 0.3-0.4 % off on the audio networks),
   while the calibrated int8 export is faster still (ConvNeXtTiny 0.37 CPU seconds per 20
-  frames against 0.49 in bf16) and computes the layers it leaves in float in bf16 too.
+  frames against 0.49 in bf16, 0.30 since :mod:`.quantize` rounds less) and computes the
+  layers it leaves in float in bf16 too.
 - ONNX int8 is static (calibrated) QDQ quantisation, run by OpenVINO
   (:mod:`avsc_core.export.quantize`): in ONNX Runtime it was no faster than TFLite's int8
   (InceptionV3 0.52 CPU seconds), and ONNX Runtime's dynamic quantisation far slower
@@ -56,7 +57,8 @@ too) in bf16, the heads in fp32: 2.52 files/s against TFLite int8's 1.86 (CPU se
 file 0.75 against 1.02), labels equal to fp32 on 121 of 122 clips for both; ``onnx-bf16``
 1.90 files/s and 122 of 122. They come first in ``runtime="auto"`` where OpenVINO is
 installed (bf16 only where the CPU computes it natively); without OpenVINO the int8 graph
-runs in ONNX Runtime, 2.3x slower, after TFLite int8.
+runs in ONNX Runtime, 2.3x slower (slower than fp32 since ConvNeXt's int8 graph rounds
+only what int8 layers read), after every other export.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ ConvNeXtTiny   0.62 (0.014)    0.37 (0.025)             0.81 (0.024)
 InceptionV3    0.18 (0.017)    0.14 (0.022)             0.32 (0.023)
 =============  ==============  =======================  =======================
 
+(Those are the figures that chose QDQ in OpenVINO, before the two ConvNeXt changes below.)
+
 - Only the visual backbones are quantised; the audio ones and the heads stay fp32. The
   audio networks' static int8 embeddings were 3.5-4 % off (TFLite's dynamic int8: far
   less), which flipped near-tied fused labels on 4 of 122 clips, for 0.07 CPU seconds a
@@ -32,13 +34,16 @@ InceptionV3    0.18 (0.017)    0.14 (0.022)             0.32 (0.023)
   (:func:`drop_float_only_qdq`). ONNX Runtime's quantiser rounds every convolution's
   output, also where only float layers (LayerNorm, GELU, the residual addition) read it:
   that rounding gains nothing and keeps OpenVINO from computing ConvNeXt's GELU inside
-  the pointwise convolution before it. Without it ConvNeXtTiny took 0.30 against 0.365
-  CPU seconds per 20 frames (``emb2`` 1.64 % off fp32 against 1.63 %). InceptionV3's
-  convolutions feed ReLUs, pooling and concatenations, which OpenVINO runs in int8, so
-  it keeps them (without them it was 5 % slower). ONNX Runtime, which runs this export
-  only where OpenVINO is missing, fuses a convolution into int8 only with the rounding
-  after it, so there ConvNeXtTiny now runs slower than in fp32 (1.68 CPU seconds, against
-  0.79 before and 1.41 in fp32; :class:`~avsc_core.inference.predictor.Predictor` warns).
+  the pointwise convolution before it. With both this and the GELU written as one
+  operation (:func:`avsc_core.export.convert.canonical_gelu`; neither alone gains much)
+  ConvNeXtTiny took 0.30 against 0.365 CPU seconds per 20 frames (``emb2`` 1.64 % off
+  fp32 against 1.63 %). InceptionV3's convolutions feed ReLUs, pooling and
+  concatenations, which OpenVINO runs in int8, so it keeps them (without them it was 5 %
+  slower). ONNX Runtime, which runs this export only where OpenVINO is missing, fuses a
+  convolution into int8 only with the rounding after it, so there ConvNeXtTiny now runs
+  slower than the fp32 graph (1.68 CPU seconds, against 0.79 before and 1.41 for the
+  same graph in fp32); ``auto`` then takes every other export first, and
+  :class:`~avsc_core.inference.predictor.Predictor` warns when it is run.
 - Weights per output channel, symmetric int8; activations per tensor, asymmetric uint8
   (what x86 int8 dot products take). All 8 bits of the weights: without VNNI those dot
   products overflow on them, but 7-bit weights (ONNX Runtime's ``reduce_range``), which
@@ -83,8 +88,8 @@ SEGMENTS_PER_FILE = 3
 QUANTISED_OPS = ("Conv", "MatMul", "Gemm")
 QUANTISED_MODALITIES = ("visual",)
 POOLING_OPS = ("ReduceMean", "GlobalAveragePool", "GlobalMaxPool")
-# Layers that compute in float whatever their input: an int8 rounding before them only
-# loses precision (see drop_float_only_qdq).
+# Layers that compute in float whatever their input: an int8 rounding before them gains
+# nothing (see drop_float_only_qdq).
 FLOAT_ONLY_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Erf", "ReduceMean", "Sqrt",
                   "Reciprocal", "Pow")
 
@@ -243,9 +248,9 @@ def quantize_onnx(model: bytes, inputs: Mapping[str, str], samples: Sequence[np.
                     calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
                 )
+            return drop_float_only_qdq(target.read_bytes())
         except Exception as exc:  # the quantiser raises many types; the message is what matters
             raise AvscError(f"int8 calibration failed: {first_line(exc)}") from exc
-        return drop_float_only_qdq(target.read_bytes())
 
 
 def drop_float_only_qdq(model: bytes) -> bytes:
@@ -268,7 +273,8 @@ def drop_float_only_qdq(model: bytes) -> bytes:
     for dq in graph.node:
         q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
         readers = consumers.get(dq.output[0], [])
-        if (q is None or q.op_type != "QuantizeLinear" or not readers or dq.output[0] in outputs
+        if (q is None or q.op_type != "QuantizeLinear" or not readers
+                or {dq.output[0], q.output[0]} & outputs
                 or any(r.op_type not in FLOAT_ONLY_OPS for r in readers)):
             continue
         for reader in readers:

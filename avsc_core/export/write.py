@@ -4,15 +4,16 @@ Files go to ``<bundle>/exports/<format>-<precision>-<stamp>/`` (one ``.tflite``/
 backbone and head). The folder is complete before the manifest names it, and a re-export
 replaces the manifest entry before the old folder is deleted, so a bundle never points at
 half-written files. Each network is checked against its Keras original on the same inputs
-right after conversion; an fp32 export whose probabilities differ by more than
-:data:`FP32_TOLERANCE` is refused.
+right after conversion; a network computed in fp32 (every network of an fp32 export, the
+heads of every export, an int8 export's unquantised backbones unless OpenVINO computes
+them in bf16) whose probabilities differ by more than :data:`FP32_TOLERANCE` is refused.
 
 The fusion heads are exported in fp32 whatever the precision: they are a few thousand
 multiplications, and this keeps the fused answer as close to Keras as the backbones allow.
 
 An ONNX bf16 export holds the fp32 graphs, recorded as bf16 so that OpenVINO computes
 them in bf16 (:func:`avsc_core.inference.runtime.openvino_precision`); like an int8 one, it
-is checked against Keras but not refused for its differences.
+is checked against Keras but its backbones are not refused for their differences.
 
 An ONNX int8 export is calibrated: ``calibration`` files (clips like those the model will
 label) are decoded once into the visual backbones' frames, which fix the int8 graphs' ranges
@@ -40,7 +41,12 @@ from avsc_core.bundle.manifest import sha256
 from avsc_core.errors import AvscError, UsageError, first_line
 from avsc_core.export.formats import SUFFIX, check_supported, needs_calibration
 from avsc_core.export.quantize import CALIBRATION_FILES, calibration_inputs, quantize_onnx
-from avsc_core.inference.runtime import OPENVINO_PRECISIONS, engine_for, open_network
+from avsc_core.inference.runtime import (
+    OPENVINO_PRECISIONS,
+    engine_for,
+    open_network,
+    openvino_precision,
+)
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
 
 FP32_TOLERANCE = 1e-3
@@ -117,8 +123,8 @@ def export_model(
     ------
     AvscError
         Unsupported format or precision, a model that cannot be loaded, missing or
-        undecodable calibration files, a failed conversion, or an fp32 export that does
-        not reproduce Keras's answers.
+        undecodable calibration files, a failed conversion, or a network computed in
+        fp32 that does not reproduce Keras's answers.
     """
     check_supported(format, precision)
     if needs_calibration(format, precision) and not calibration:
@@ -151,6 +157,10 @@ def export_model(
     if samples is not None:
         entry["calibration"] = samples.record()
     worst = 0.0
+    # The fp32 networks that are computed in fp32 (heads always) must match Keras; an
+    # int8 export's others run in OpenVINO's bf16 where the CPU has it.
+    strict = precision == "fp32" or not (
+        engine_for(format, precision) == "openvino" and openvino_precision() == "bf16")
     try:
         for done, (group, name) in enumerate(networks):
             if cancel and cancel():
@@ -164,8 +174,7 @@ def export_model(
                 "fp32" if samples and quantised is None else precision, partial, quantised,
                 engine=engine_for(format, precision),
                 free_batch=format == "onnx" and precision in OPENVINO_PRECISIONS,
-                gelu_op=precision != "bf16",
-                strict=precision == "fp32" or group == "heads")  # heads run in fp32
+                gelu_op=precision != "bf16", strict=strict or group == "heads")
             entry[group][name] = network
             worst = max(worst, network["check"]["max_abs_diff"]["probs"])
         if progress:
@@ -269,8 +278,8 @@ def _export_one(bundle: Bundle, group: str, name: str, format: str, precision: s
     it (an export's fp32 networks run in the engine of the export's precision),
     ``free_batch`` writes a graph that takes any batch, ``gelu_op`` an ONNX graph's
     GELUs as one operation (:func:`~avsc_core.export.convert.to_onnx`), and ``strict``
-    refuses an fp32 network further than :data:`FP32_TOLERANCE` from Keras (not the fp32
-    backbones of an int8 export: OpenVINO runs them in bf16 where the CPU has it)."""
+    refuses an fp32 network further than :data:`FP32_TOLERANCE` from Keras (see the
+    module's text)."""
     keras_model = bundle.head(name) if group == "heads" else bundle.backbone(name)
     network = _network(bundle, group, name, precision)
     path = folder / f"{'head-' if group == 'heads' else ''}{name}{SUFFIX[format]}"

@@ -288,7 +288,7 @@ class Predictor:
         if (self.engine == "onnxruntime" and self.device == "cpu"
                 and bundle.exports[self.runtime].get("precision") == "int8"):
             log.warning("%s: the %s export is written for OpenVINO, which is not installed; "
-                        "ONNX Runtime runs it no faster than fp32 (pip install openvino, in "
+                        "ONNX Runtime runs it slower than fp32 (pip install openvino, in "
                         "avsc's export extra)", bundle.root, self.runtime)
         if self.runtime != KERAS and overflows_here(bundle.exports[self.runtime]):
             log.warning("%s: this CPU (or oneDNN's ONEDNN_MAX_CPU_ISA) has no VNNI, on which "
