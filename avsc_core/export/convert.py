@@ -78,7 +78,9 @@ def canonical_gelu(model) -> int:
         return name in values and bool(np.allclose(values[name], value, rtol=1e-6))
 
     def only_reader(name: str, node) -> bool:
-        return [id(n) for n in consumers.get(name, [])] == [id(node)]
+        # By output name: protobuf need not hand out the same node object twice.
+        readers = consumers.get(name, [])
+        return len(readers) == 1 and list(getattr(readers[0], "output", [])) == list(node.output)
 
     taken = {i.name for i in graph.initializer} | set(producer) | set(consumers)
 

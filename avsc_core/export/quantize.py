@@ -269,7 +269,7 @@ def drop_float_only_qdq(model: bytes) -> bytes:
         for name in dict.fromkeys(node.input):
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.output}
-    dropped: set[int] = set()
+    dropped: set[str] = set()  # the dropped nodes' outputs
     for dq in graph.node:
         q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
         readers = consumers.get(dq.output[0], [])
@@ -281,12 +281,12 @@ def drop_float_only_qdq(model: bytes) -> bytes:
             names = [q.input[0] if name == dq.output[0] else name for name in reader.input]
             del reader.input[:]
             reader.input.extend(names)
-        dropped.add(id(dq))
-        if all(id(c) in dropped for c in consumers[q.output[0]]):
-            dropped.add(id(q))
+        dropped.add(dq.output[0])
+        if all(c.output[0] in dropped for c in consumers[q.output[0]]):
+            dropped.add(q.output[0])
     if not dropped:
         return model
-    kept = [node for node in graph.node if id(node) not in dropped]
+    kept = [node for node in graph.node if node.output[0] not in dropped]
     del graph.node[:]
     graph.node.extend(kept)
     drop_unused_initializers(graph)  # their scales and zero points
