@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,11 +69,9 @@ def canonical_gelu(model) -> int:
     graph = model.graph
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer
               if int(np.prod(i.dims)) == 1}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {o.name: [o] for o in graph.output}  # an output: a reader
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = node_links(graph)
+    for output in graph.output:  # an output counts as a reader
+        consumers.setdefault(output.name, []).append(output)
 
     def scalar(name: str, value: float) -> bool:
         return name in values and bool(np.allclose(values[name], value, rtol=1e-6))
@@ -126,6 +125,17 @@ def canonical_gelu(model) -> int:
             numpy_helper.from_array(np.array(1.0, dtype), one)])
         drop_unused_initializers(graph)
     return count
+
+
+def node_links(graph) -> tuple[dict[str, Any], dict[str, list]]:
+    """``graph``'s tensor name -> the node writing it, and -> the nodes reading it (each
+    once, in graph order)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            consumers.setdefault(name, []).append(node)
+    return producer, consumers
 
 
 def _names_read(graph) -> set[str]:

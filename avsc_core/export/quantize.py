@@ -259,15 +259,11 @@ def drop_float_only_qdq(model: bytes) -> bytes:
     the rounding instead (see the module's text)."""
     import onnx
 
-    from avsc_core.export.convert import drop_unused_initializers
+    from avsc_core.export.convert import drop_unused_initializers, node_links
 
     proto = onnx.load_from_string(model)
     graph = proto.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = node_links(graph)
     outputs = {o.name for o in graph.output}
     dropped: set[str] = set()  # the dropped nodes' outputs
     for dq in graph.node:

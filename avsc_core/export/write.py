@@ -159,8 +159,8 @@ def export_model(
     worst = 0.0
     # The fp32 networks that are computed in fp32 (heads always) must match Keras; an
     # int8 export's others run in OpenVINO's bf16 where the CPU has it.
-    strict = precision == "fp32" or not (
-        engine_for(format, precision) == "openvino" and openvino_precision() == "bf16")
+    engine = engine_for(format, precision)
+    strict = precision == "fp32" or not (engine == "openvino" and openvino_precision() == "bf16")
     try:
         for done, (group, name) in enumerate(networks):
             if cancel and cancel():
@@ -172,7 +172,7 @@ def export_model(
             network = _export_one(
                 bundle, group, name, format,
                 "fp32" if samples and quantised is None else precision, partial, quantised,
-                engine=engine_for(format, precision),
+                engine=engine,
                 free_batch=format == "onnx" and precision in OPENVINO_PRECISIONS,
                 gelu_op=precision != "bf16", strict=strict or group == "heads")
             entry[group][name] = network
