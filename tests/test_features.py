@@ -120,3 +120,20 @@ def test_frame_count_follows_the_hop(real_audio):
     assert (
         features["mel"].shape == features["cqt"].shape == (128, 1 + (320000 - 4096) // 448 - 4, 6)
     )
+
+
+def test_spectrograms_are_the_same_whatever_numpy_blas_threads(real_audio):
+    # OpenBLAS rounds a matrix product split over threads differently: the features (and
+    # so the labels) must not depend on the machine's core count or the caller's setting.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(lib["user_api"] == "blas" for lib in threadpool_info()):
+        pytest.skip("numpy has no BLAS that threadpoolctl can set")
+    extractor = FeatureExtractor(FeatureConfig(), SR)
+    with threadpool_limits(1, "blas"):
+        one = extractor.features(real_audio)
+    with threadpool_limits(4, "blas"):
+        four = extractor.features(real_audio)
+        assert threadpool_info()[0]["num_threads"] == 4  # given back after the features
+    for kind in one:
+        np.testing.assert_array_equal(one[kind], four[kind])

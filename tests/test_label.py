@@ -156,6 +156,24 @@ def test_label_decodes_video_with_one_thread(folder, predictor, tmp_path, monkey
     assert asked and set(asked) == {1}
 
 
+def test_label_keeps_numpy_blas_on_one_thread_then_gives_it_back(folder, predictor, tmp_path):
+    """OpenBLAS's idle threads spin, taking CPU from the networks: one thread while
+    labelling, and the caller's own setting afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("numpy has no BLAS that threadpoolctl can set")
+    during: list[set[int]] = []
+    with threadpool_limits(3, "blas"):
+        label_folder(folder, predictor, tmp_path / "labels.csv",
+                     on_row=lambda row, result: during.append(blas_threads()))
+        assert blas_threads() == {3}
+    assert during and all(threads == {1} for threads in during)
+
+
 def test_cli(folder, trained_tiny_model, tmp_path, capsys):
     out = tmp_path / "labels.csv"
     args = ["label", "--model", str(trained_tiny_model), str(folder), "--out", str(out)]

@@ -137,4 +137,4 @@ def _centred_stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[
         :, : n_frames * hop : hop
     ]
-    return scipy.fft.rfft(frames, axis=-1, workers=-1).astype(np.complex64).swapaxes(1, 2)
+    return scipy.fft.rfft(frames, axis=-1).astype(np.complex64).swapaxes(1, 2)

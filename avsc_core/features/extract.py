@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from avsc_core.blas import one_blas_thread
 from avsc_core.config import FEATURE_KINDS, FeatureConfig
 from avsc_core.features.cqt import ConstantQ
 from avsc_core.features.deltas import network_input
@@ -68,13 +69,15 @@ class FeatureExtractor:
         out: dict[str, np.ndarray] = {}
         if "mel" in kinds or "gam" in kinds:
             magnitude = magnitude_spectrogram(audio, c)
-            if "mel" in kinds:
-                weights = mel_filters(self.sample_rate, c.n_fft, c.n_bins, c.mel_fmin, c.mel_fmax)
-                power = magnitude * magnitude
-                out["mel"] = np.stack([weights @ channel.T for channel in power])
-            if "gam" in kinds:
-                weights = gammatone_filters(self.sample_rate, c.n_fft, c.n_bins, c.gam_fmin)
-                out["gam"] = np.matmul(magnitude, weights.T).swapaxes(-1, -2)
+            with one_blas_thread():  # see avsc_core.blas: less CPU, the same on any machine
+                if "mel" in kinds:
+                    weights = mel_filters(self.sample_rate, c.n_fft, c.n_bins, c.mel_fmin,
+                                          c.mel_fmax)
+                    power = magnitude * magnitude
+                    out["mel"] = np.stack([weights @ channel.T for channel in power])
+                if "gam" in kinds:
+                    weights = gammatone_filters(self.sample_rate, c.n_fft, c.n_bins, c.gam_fmin)
+                    out["gam"] = np.matmul(magnitude, weights.T).swapaxes(-1, -2)
         if "cqt" in kinds:
             offset = self._cqt_offset()
             out["cqt"] = self._cqt(audio)[..., offset : offset + n_frames]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avsc_core.blas import one_blas_thread
 from avsc_core.errors import AvscError, UsageError, failure_reason
 from avsc_core.inference.classify import (
     ClassifyResult,
@@ -643,12 +644,15 @@ def _run(
         recorder.record_deaths(died)
         todo = recorder.todo(files)
         workers = min(jobs - 1, len(todo))
-        if ray_pool is not None:
-            ray_pool.label(todo, plan, recorder, cancel)
-        elif workers >= 1 and len(todo) > 1:
-            _label_with_decoders(todo, workers, predictor, plan, recorder, cancel)
-        else:
-            _label_in_process(todo, predictor, plan, recorder, cancel)
+        # The networks keep the cores busy, so numpy's products (the familiarity check,
+        # the spectrograms) run on one thread for the whole run (see avsc_core.blas).
+        with one_blas_thread():
+            if ray_pool is not None:
+                ray_pool.label(todo, plan, recorder, cancel)
+            elif workers >= 1 and len(todo) > 1:
+                _label_with_decoders(todo, workers, predictor, plan, recorder, cancel)
+            else:
+                _label_in_process(todo, predictor, plan, recorder, cancel)
         completed = True
     finally:
         recorder.close()
