@@ -176,3 +176,68 @@ def test_a_single_decoder_thread_gives_the_same_frames(tau_street_videos):
     single = [f for _, f in iter_frames_at(tau_street_videos[0], times, threads=1)]
     assert len(single) == len(threaded) == 20
     assert all(np.array_equal(a, b) for a, b in zip(threaded, single))
+
+
+def _video_with_b_frames(path, encoder: str, seconds: float = 3.0, fps: int = 25):
+    """A moving texture (so that the encoder predicts frames from both sides), with the
+    frame's index written in its top rows so that a test can tell frames apart."""
+    import av
+
+    out = av.open(str(path), "w")
+    stream = out.add_stream(encoder, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    if encoder in ("mpeg4", "mpeg2video"):
+        stream.codec_context.max_b_frames = 2
+    texture = np.random.default_rng(0).integers(0, 255, (64, 256, 3), np.uint8)
+    for i in range(int(seconds * fps)):
+        image = np.ascontiguousarray(texture[:, 2 * i % 160:][:, :96])
+        image[:8] = (i * 7) % 256
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("encoder, suffix", [("libx264", "mp4"), ("libx265", "mp4"),
+                                             ("mpeg4", "mkv"), ("mpeg2video", "mkv")])
+@pytest.mark.parametrize("threads", [1, 0])
+def test_frames_nothing_shows_are_left_undecoded_and_the_shown_ones_are_unchanged(
+        tmp_path, monkeypatch, encoder, suffix, threads):
+    from avsc_core.media import video
+
+    path = _video_with_b_frames(tmp_path / f"b-frames.{suffix}", encoder)
+    # Instants on frames, between them, in a run of close ones and past the end.
+    times = [0.0, 0.37, 0.5, 1.0, 1.02, 1.04, 1.06, 2.2, 2.96, 5.0]
+    real_decode, decoded = video._decode, []
+
+    def counting(*args):
+        for frame in real_decode(*args):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(video, "_decode", counting)
+    sampled = [f for _, f in video.iter_frames_at(path, times, size=64, threads=threads)]
+    skipping = len(decoded)
+    monkeypatch.setattr(video, "SKIPS_UNCHOSEN", frozenset())
+    decoded.clear()
+    every = [f for _, f in video.iter_frames_at(path, times, size=64, threads=threads)]
+    assert skipping < len(decoded)  # B-frames were there, and some went undecoded
+    assert len(sampled) == len(every) == len(times)
+    for t, a, b in zip(times, sampled, every):
+        assert np.array_equal(a, b), f"the frame at {t} s differs"
+
+
+def test_undecoded_frames_change_no_frame_of_a_real_tau_video(tau_street_videos, monkeypatch):
+    from avsc_core.media import video
+
+    times = np.arange(0.0, 10.0, 0.5)
+    for path in tau_street_videos[:2]:
+        sampled = [f for _, f in video.iter_frames_at(path, times, threads=1)]
+        with monkeypatch.context() as patch:
+            patch.setattr(video, "SKIPS_UNCHOSEN", frozenset())
+            every = [f for _, f in video.iter_frames_at(path, times, threads=1)]
+        assert all(np.array_equal(a, b) for a, b in zip(sampled, every, strict=True))

@@ -128,8 +128,9 @@ def test_a_name_too_long_to_exist_is_a_missing_file(tmp_path):
 
 
 class _DecodingFailsAfter:
-    """A PyAV container whose ``decode`` raises FFmpeg's error after ``keep`` frames, as
-    a file damaged part-way through does."""
+    """A PyAV container that raises FFmpeg's error after ``keep`` frames (``decode``) or
+    packets (``demux``, which the video sampler reads to skip frames), as a file damaged
+    part-way through does."""
 
     def __init__(self, container, keep: int):
         self._container = container
@@ -138,13 +139,19 @@ class _DecodingFailsAfter:
     def __getattr__(self, name):
         return getattr(self._container, name)
 
-    def decode(self, *streams):
+    def _fail_after(self, items):
         import av
 
-        for i, frame in enumerate(self._container.decode(*streams)):
+        for i, item in enumerate(items):
             if i == self._keep:
                 raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
-            yield frame
+            yield item
+
+    def decode(self, *streams):
+        return self._fail_after(self._container.decode(*streams))
+
+    def demux(self, *streams):
+        return self._fail_after(self._container.demux(*streams))
 
 
 @pytest.fixture
@@ -172,7 +179,9 @@ def test_decoding_cut_short_keeps_what_decoded(make_media, decoding_fails_after,
     if kind == "audio":
         assert read_audio(path, warnings=warnings).shape[1] > 0
     else:
-        assert len(list(iter_frames_at(path, [0.0, 1.5], size=32, warnings=warnings))) == 2
+        # One decoder thread: frame threads would hold the first packets' frames back.
+        frames = iter_frames_at(path, [0.0, 1.5], size=32, warnings=warnings, threads=1)
+        assert len(list(frames)) == 2
     stopped = f"cut.mkv: {kind} decoding stopped early (not a media file, or the file is corrupt)"
     assert warnings == [stopped]
 
