@@ -55,24 +55,33 @@ def _measure(container: av.container.InputContainer, path: Path) -> tuple[float,
     """Duration (s) spanned by the packets of all audio/video streams, and video packets."""
     streams = [s for s in (decodable_stream(container, "audio"),
                            decodable_stream(container, "video")) if s is not None]
-    start: float | None = None
-    end = 0.0
+    # Per stream, in its own time base's ticks: integer arithmetic per packet, fractions
+    # once at the end (a fraction per packet cost more than the demuxing).
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     video_packets = 0
     try:
         for packet in container.demux(streams):
-            if packet.pts is None or packet.size == 0:
+            pts = packet.pts
+            if pts is None or packet.size == 0:
                 continue
-            t0 = float(packet.pts * packet.time_base)
-            t1 = t0 + float((packet.duration or 0) * packet.time_base)
-            start = t0 if start is None else min(start, t0)
-            end = max(end, t1)
+            index = packet.stream.index
+            end = pts + (packet.duration or 0)
+            if index in first:
+                first[index] = min(first[index], pts)
+                last[index] = max(last[index], end)
+            else:
+                first[index], last[index] = pts, end
             if packet.stream.type == "video":
                 video_packets += 1
     except av.FFmpegError as exc:
-        if start is None:
+        if not first:
             raise MediaError(path, describe_ffmpeg_error(exc)) from exc
-    if start is None:
+    if not first:
         return 0.0, 0
+    time_bases = {s.index: s.time_base for s in streams}
+    start = min(float(first[i] * time_bases[i]) for i in first)
+    end = max(float(last[i] * time_bases[i]) for i in last)
     return max(0.0, end - start), video_packets
 
 
