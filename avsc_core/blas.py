@@ -24,30 +24,53 @@ _controller: Any = None
 _modules_seen = -1
 
 
-def _limit() -> Any:
+def _blas_libraries() -> Any:
     global _controller, _modules_seen
     # Finding the loaded libraries takes a millisecond or two, so it is done again only
     # after new modules were imported (which is how another BLAS, scipy's, gets loaded).
     if len(sys.modules) != _modules_seen:
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()
+        _controller = ThreadpoolController().select(user_api="blas")
         _modules_seen = len(sys.modules)
-    return _controller.limit(limits=1, user_api="blas")
+    return _controller
+
+
+def _as_any_thread(change: Any) -> Any:
+    """Run ``change()`` (a limit or its undoing) from whichever thread holds ``_lock``.
+
+    threadpoolctl lets only the first thread that sets OpenBLAS's shared pool set it
+    again, and ignores the others; here the count of open blocks decides instead.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:
+        return change()
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is None:  # an older threadpoolctl, without that rule
+        return change()
+    clear(force=True)
+    try:
+        return change()
+    finally:
+        clear(force=True)
 
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Run the block with BLAS (numpy's, and any other loaded) on one thread, then give
-    back the earlier counts.
+    back the earlier thread counts.
 
-    The limit is the process's (BLAS has no per-thread setting), so blocks in several
-    threads share it: it holds from the first block's start to the last one's end.
+    OpenBLAS built with its own threads, as numpy's wheels are, has one pool for the
+    whole process, so blocks in several threads share the limit: it holds from the first
+    block's start to the last one's end, whichever threads they run in. Where BLAS's
+    threads are per thread (OpenMP builds), the limit is the first block's thread's.
     """
     global _depth, _limiter
     with _lock:
         if _depth == 0:
-            _limiter = _limit()
+            libraries = _blas_libraries()
+            _limiter = _as_any_thread(lambda: libraries.limit(limits=1))
         _depth += 1
     try:
         yield
@@ -55,5 +78,5 @@ def one_blas_thread() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                _limiter.restore_original_limits()
+                _as_any_thread(_limiter.restore_original_limits)
                 _limiter = None

@@ -134,6 +134,42 @@ def test_spectrograms_are_the_same_whatever_numpy_blas_threads(real_audio):
         one = extractor.features(real_audio)
     with threadpool_limits(4, "blas"):
         four = extractor.features(real_audio)
-        assert threadpool_info()[0]["num_threads"] == 4  # given back after the features
+        # Given back after the features.
+        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"
+                } == {4}
     for kind in one:
         np.testing.assert_array_equal(one[kind], four[kind])
+
+
+def test_blas_limit_holds_until_the_last_of_overlapping_blocks_in_two_threads():
+    # Features are computed in the labelling thread and in decoding threads at once: the
+    # first block to end must not give the other its threads back.
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from avsc_core.blas import one_blas_thread
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("numpy has no BLAS that threadpoolctl can set")
+    entered, first_left, seen = threading.Event(), threading.Event(), {}
+
+    def second() -> None:
+        with one_blas_thread():
+            entered.set()
+            first_left.wait(10)
+            seen["after the first left"] = blas_threads()
+
+    with threadpool_limits(3, "blas"):
+        worker = threading.Thread(target=second)
+        with one_blas_thread():
+            worker.start()
+            entered.wait(10)
+            seen["both inside"] = blas_threads()
+        first_left.set()
+        worker.join(10)
+        seen["after both"] = blas_threads()
+    assert seen == {"both inside": {1}, "after the first left": {1}, "after both": {3}}

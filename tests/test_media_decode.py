@@ -178,7 +178,8 @@ def test_a_single_decoder_thread_gives_the_same_frames(tau_street_videos):
     assert all(np.array_equal(a, b) for a, b in zip(threaded, single))
 
 
-def _video_with_b_frames(path, encoder: str, seconds: float = 3.0, fps: int = 25):
+def _video_with_b_frames(path, encoder: str, options: dict | None = None,
+                         seconds: float = 3.0, fps: int = 25):
     """A moving texture (so that the encoder predicts frames from both sides), with the
     frame's index written in its top rows so that a test can tell frames apart."""
     import av
@@ -186,6 +187,7 @@ def _video_with_b_frames(path, encoder: str, seconds: float = 3.0, fps: int = 25
     out = av.open(str(path), "w")
     stream = out.add_stream(encoder, rate=fps)
     stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    stream.options = options or {}
     if encoder in ("mpeg4", "mpeg2video"):
         stream.codec_context.max_b_frames = 2
     texture = np.random.default_rng(0).integers(0, 255, (64, 256, 3), np.uint8)
@@ -202,16 +204,10 @@ def _video_with_b_frames(path, encoder: str, seconds: float = 3.0, fps: int = 25
     return path
 
 
-@pytest.mark.parametrize("encoder, suffix", [("libx264", "mp4"), ("libx265", "mp4"),
-                                             ("mpeg4", "mkv"), ("mpeg2video", "mkv")])
-@pytest.mark.parametrize("threads", [1, 0])
-def test_frames_nothing_shows_are_left_undecoded_and_the_shown_ones_are_unchanged(
-        tmp_path, monkeypatch, encoder, suffix, threads):
+def _sampled_with_and_without_skipping(monkeypatch, path, times, threads):
+    """The frames at ``times`` and the number decoded, skipping unseen frames and not."""
     from avsc_core.media import video
 
-    path = _video_with_b_frames(tmp_path / f"b-frames.{suffix}", encoder)
-    # Instants on frames, between them, in a run of close ones and past the end.
-    times = [0.0, 0.37, 0.5, 1.0, 1.02, 1.04, 1.06, 2.2, 2.96, 5.0]
     real_decode, decoded = video._decode, []
 
     def counting(*args):
@@ -219,16 +215,46 @@ def test_frames_nothing_shows_are_left_undecoded_and_the_shown_ones_are_unchange
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(video, "_decode", counting)
-    sampled = [f for _, f in video.iter_frames_at(path, times, size=64, threads=threads)]
-    skipping = len(decoded)
-    monkeypatch.setattr(video, "SKIPS_UNCHOSEN", frozenset())
-    decoded.clear()
-    every = [f for _, f in video.iter_frames_at(path, times, size=64, threads=threads)]
-    assert skipping < len(decoded)  # B-frames were there, and some went undecoded
+    results = []
+    with monkeypatch.context() as patch:
+        patch.setattr(video, "_decode", counting)
+        for skips in (video.SKIPS_UNCHOSEN, frozenset()):
+            patch.setattr(video, "SKIPS_UNCHOSEN", skips)
+            decoded.clear()
+            frames = [f for _, f in video.iter_frames_at(path, times, size=64, threads=threads)]
+            results.append((frames, len(decoded)))
+    return results
+
+
+@pytest.mark.parametrize("encoder, suffix, options", [
+    ("libx264", "mp4", {}), ("libx265", "mp4", {"x265-params": "log-level=error"}),
+    # Temporal layers: pictures left out at one layer are referenced at higher ones.
+    ("libx265", "mkv", {"x265-params": "temporal-layers=3:log-level=error"}),
+    ("mpeg4", "mkv", {}), ("mpeg2video", "mkv", {})])
+@pytest.mark.parametrize("threads", [1, 0])
+def test_frames_nothing_shows_are_left_undecoded_and_the_shown_ones_are_unchanged(
+        tmp_path, monkeypatch, encoder, suffix, options, threads):
+    path = _video_with_b_frames(tmp_path / f"b-frames.{suffix}", encoder, options)
+    # Instants on frames, between them, in a run of close ones and past the end.
+    times = [0.0, 0.37, 0.5, 1.0, 1.02, 1.04, 1.06, 2.2, 2.96, 5.0]
+    (sampled, skipping), (every, decoded) = _sampled_with_and_without_skipping(
+        monkeypatch, path, times, threads)
+    assert skipping < decoded  # B-frames were there, and some went undecoded
     assert len(sampled) == len(every) == len(times)
     for t, a, b in zip(times, sampled, every):
         assert np.array_equal(a, b), f"the frame at {t} s differs"
+
+
+def test_nothing_is_left_undecoded_in_an_interlaced_video(tmp_path, monkeypatch):
+    # A packet may hold one field of an interlaced frame: judging it by the next packet's
+    # time would leave half a frame undecoded.
+    path = _video_with_b_frames(tmp_path / "interlaced.mp4", "libx264",
+                                {"x264-params": "interlaced=1"})
+    times = [0.0, 0.5, 1.0, 2.96]
+    (sampled, skipping), (every, decoded) = _sampled_with_and_without_skipping(
+        monkeypatch, path, times, 1)
+    assert skipping == decoded
+    assert all(np.array_equal(a, b) for a, b in zip(sampled, every, strict=True))
 
 
 def test_undecoded_frames_change_no_frame_of_a_real_tau_video(tau_street_videos, monkeypatch):

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from avsc_core.blas import one_blas_thread
 from avsc_core.bundle.manifest import BundleError, verify_file
 
 if TYPE_CHECKING:
@@ -92,8 +93,11 @@ def class_distance(embeddings: np.ndarray, statistics: np.ndarray) -> np.ndarray
     means, spread = statistics[:-1].astype(np.float64), statistics[-1].astype(np.float64)
     known = means[~np.isnan(means).any(axis=1)] / spread
     z = np.asarray(embeddings, np.float64) / spread
-    # |z - m|^2 expanded, so memory stays (n, classes) however wide the embeddings are.
-    squared = (z**2).sum(axis=1)[:, None] - 2 * z @ known.T + (known**2).sum(axis=1)[None]
+    # |z - m|^2 expanded, so memory stays (n, classes) however wide the embeddings are;
+    # on one BLAS thread, so that classify, label and the threshold round it alike.
+    with one_blas_thread():
+        cross = z @ known.T
+    squared = (z**2).sum(axis=1)[:, None] - 2 * cross + (known**2).sum(axis=1)[None]
     return np.sqrt(np.maximum(squared, 0.0).min(axis=1) / z.shape[1])
 
 

@@ -551,6 +551,9 @@ def label_folder(
         The parameters file records it, and on a resumed run the ones before it
         (``earlier_runtimes``).
 
+    While the files are labelled, numpy's BLAS runs on one thread in the whole process
+    (:func:`avsc_core.blas.one_blas_thread`); the earlier setting is back afterwards.
+
     Raises
     ------
     OutputBusyError
@@ -644,8 +647,9 @@ def _run(
         recorder.record_deaths(died)
         todo = recorder.todo(files)
         workers = min(jobs - 1, len(todo))
-        # The networks keep the cores busy, so numpy's products (the familiarity check,
-        # the spectrograms) run on one thread for the whole run (see avsc_core.blas).
+        # The networks keep the cores busy, so numpy's products in this process run on
+        # one thread for the whole run (see avsc_core.blas); decoder processes and Ray's
+        # tasks compute spectrograms, which limit themselves.
         with one_blas_thread():
             if ray_pool is not None:
                 ray_pool.label(todo, plan, recorder, cancel)
