@@ -583,8 +583,8 @@ def label_folder(
         earlier, died = _earlier_run(store, resume)
         predictor = load_predictor(model, runtime)
         # On a CPU the networks keep the cores busy while files decode: a single-threaded
-        # video decoder costs the least CPU (0.077 against 0.093 CPU-s a 400x225 street
-        # clip with frame threads, 0.38 against 0.45 at 720p), and so labels the most
+        # video decoder costs the least CPU (0.083 against 0.094 CPU-s a 400x225 street
+        # clip with frame threads, 0.30 against 0.35 at 720p), and so labels the most
         # files. On a GPU decoding is what the networks wait for: FFmpeg's threads.
         plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
         if predictor.device == "cpu":
