@@ -195,6 +195,58 @@ def test_networks_side_by_side_really_overlap(exported_tiny, monkeypatch):
     assert out["vis-inc"]["probs"].shape == (2, 3) and out["aud-mel"]["probs"].shape == (2, 3)
 
 
+def test_a_lane_goes_on_to_the_next_call_without_waiting_for_the_others(exported_tiny,
+                                                                        monkeypatch):
+    """Predictor.submit: a lane through with its share of one file's work starts on the
+    next file's while another lane still works on the first; a network that runs whole
+    is never called by two lanes at once; each answer is predict's."""
+    predictor = Predictor(exported_tiny, lanes=2, threads=2)
+    features = {"mel": np.zeros((2, 4, 4, 1), np.float32)}
+    media = exported_tiny.media
+    frames = np.random.default_rng(5).integers(
+        0, 256, (2, media.frames_per_segment, media.frame_size, media.frame_size, 3),
+        np.uint8)
+    expected = predictor.predict(features, frames)  # also measures each network's cost
+    log, running = [], {}
+    lock = threading.Lock()
+    real_frames, real_backbone = predictor_module.run_frames, predictor._run_backbone
+
+    def timed(what, call):
+        with lock:
+            running[what] = running.get(what, 0) + 1
+            log.append(("start", what, threading.current_thread().name, running[what]))
+        # The audio network is the long job: the lane it lands on finishes last.
+        time.sleep(0.4 if what == "aud-mel" else 0.05)
+        try:
+            return call()
+        finally:
+            with lock:
+                running[what] -= 1
+                log.append(("end", what, threading.current_thread().name, running[what]))
+
+    monkeypatch.setattr(predictor_module, "run_frames", lambda runner, x, batch: timed(
+        "frames", lambda: real_frames(runner, x, batch)))
+    monkeypatch.setattr(predictor, "_run_backbone", lambda name, x, visual: timed(
+        name, lambda: real_backbone(name, x, visual)))
+    predictor._cost["aud-mel"] = 10.0  # as measured on a slow audio network
+    first = predictor.submit(features, frames)
+    second = predictor.submit(features, frames)
+    for answer in (first(), second()):
+        same_predictions(expected, answer, atol=0)
+    starts = [(i, e) for i, e in enumerate(log) if e[0] == "start"]
+    mel_lanes = [e[2] for _, e in starts if e[1] == "aud-mel"]
+    first_mel_end = next(i for i, e in enumerate(log) if e[:2] == ("end", "aud-mel"))
+    # The other lane started both files' frames before the first audio call ended: it
+    # did not wait at the end of the first file.
+    other = [i for i, e in starts if e[1] == "frames" and e[2] != mel_lanes[0]]
+    assert len(other) == 2 and other[1] < first_mel_end
+    # The second call's audio went to the lane with less to do, and waited there for
+    # the first call's to end.
+    assert len(mel_lanes) == 2 and mel_lanes[0] != mel_lanes[1]
+    assert max(e[3] for _, e in starts if e[1] == "aud-mel") == 1  # one call at a time
+    assert predictor._queued == pytest.approx([0.0, 0.0])  # the work given out is done
+
+
 def test_default_lanes_on_the_cpu(exported_tiny):
     # TFLite: one lane per core (the frames are split); Keras schedules its own work.
     assert Predictor(exported_tiny, threads=2).lanes == 2
@@ -345,11 +397,22 @@ def test_label_batching_across_files_gives_the_per_file_answers(exported_tiny, l
 
 def test_decoding_ahead_keeps_the_order_and_one_row_per_file(exported_tiny, label_dir,
                                                              tmp_path, monkeypatch):
-    predictor = Predictor(exported_tiny)
+    """Decoding the next file ahead, and the next batch handed to the networks' lanes
+    before the answer for the one before is taken, give the rows of one file at a time."""
+    predictor = Predictor(exported_tiny, threads=2)
+    assert predictor.lanes == 2
     monkeypatch.setattr(label_run, "DECODE_AHEAD", False)
-    in_turn, in_turn_results = label(label_dir, predictor, tmp_path / "turn.csv")
+    monkeypatch.setattr(label_run, "IN_FLIGHT", 1)
+    in_turn, in_turn_results = label(label_dir, predictor, tmp_path / "turn.csv",
+                                     segment_seconds=1.0)  # e.mp4: two batches
     monkeypatch.setattr(label_run, "DECODE_AHEAD", True)
-    ahead, ahead_results = label(label_dir, predictor, tmp_path / "ahead.csv")
+    monkeypatch.setattr(label_run, "IN_FLIGHT", 2)
+    submitted = []
+    submit = predictor.submit
+    predictor.submit = lambda *inputs: submitted.append(1) or submit(*inputs)
+    ahead, ahead_results = label(label_dir, predictor, tmp_path / "ahead.csv",
+                                 segment_seconds=1.0)
+    assert len(submitted) == 7  # six files with streams, e.mp4 in two batches
     assert [r.file for r in ahead] == FILES  # rows as they come: in file order
     assert ahead == in_turn  # the same rows, the corrupt file's error among them
     assert ahead[1].error and not ahead[1].label

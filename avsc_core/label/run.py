@@ -241,15 +241,22 @@ class Recorder:
 # current one (:class:`~avsc_core.label.workers.DecodeAhead`). False decodes each file
 # only once the one before it is done (what ``benchmarks/label.py`` compares against).
 DECODE_AHEAD = True
+# Batches handed to the networks whose answers are not yet taken: 2 lets the lanes start
+# on the next file while the last of a file's networks runs (1: each file's networks
+# finish before the next file's start).
+IN_FLIGHT = 2
 
 
 class _Networks:
     """Runs the model on the decoded batches of files and records each file's row.
 
-    Batches go through the networks as they come, one file's batch at a time; with
+    Batches go through the networks as they come, one file's batch at a time: each is
+    handed to the predictor's lanes (:meth:`Predictor.submit`) before the answer for the
+    one before it is taken (:data:`IN_FLIGHT`), so that a lane through with its share of
+    a file goes on to the next file's instead of waiting for the other lanes. With
     ``predictor.batch_segments`` (on a GPU), batches of several files are gathered up to
-    that many segments and go through together (:meth:`Predictor.predict_many`), and a
-    file's row waits until all its batches have been through.
+    that many segments and go through together (:meth:`Predictor.predict_many`). A file's
+    row waits until all its batches have been through.
     """
 
     def __init__(self, predictor: Predictor, plan: InputPlan, recorder: Recorder,
@@ -263,13 +270,25 @@ class _Networks:
         self.failed: set[int] = set()  # failed here; later news of the file is moot
         self.pending: list[tuple[int, SegmentBatch]] = []
         self.pending_segments = 0
-        self.finished: list[int] = []  # decoded, waiting for their batches' answers
+        # Batches in the lanes, oldest first, with the function that waits for the answer.
+        self.in_flight: list[tuple[int, SegmentBatch, Callable[[], Any]]] = []
+        # Files decoded (or failed to decode: the reason) whose rows wait, in order, for
+        # their batches' answers or for an earlier file's.
+        self.finished: list[tuple[int, str | None]] = []
 
     def fail(self, index: int, exc: BaseException) -> None:
+        """The model failed on file ``index``: its row says why, in its turn."""
         log.debug("labelling %s failed", self.paths[index], exc_info=exc)
         self.builders.pop(index, None)
+        self.in_flight = [item for item in self.in_flight if item[0] != index]
         self.failed.add(index)
-        self.recorder.record(index, None, failure_reason(exc))
+        entry = (index, failure_reason(exc))
+        for k, (i, _) in enumerate(self.finished):
+            if i == index:
+                self.finished[k] = entry
+                break
+        else:
+            self.finished.append(entry)
 
     def event(self, event: Decoded) -> None:
         index = event.index
@@ -279,7 +298,6 @@ class _Networks:
             # From here on this process works on the file (decodes it, or runs the model
             # on its batches): if it dies now, the file is to blame.
             self.recorder.begin(index)
-        result = None
         try:
             if event.kind == "info":
                 self.builders[index] = ResultBuilder(
@@ -290,29 +308,63 @@ class _Networks:
                     self.pending.append((index, batch))
                     self.pending_segments += len(batch.spans)
                 else:
-                    self.builders[index].add(
-                        batch, self.predictor.predict(batch.features, batch.frames))
+                    self.in_flight.append(
+                        (index, batch, self.predictor.submit(batch.features, batch.frames)))
             elif event.kind == "done":
-                if any(i == index for i, _ in self.pending):
-                    self.finished.append(index)
-                else:
-                    result = self.builders.pop(index).finish()
+                self.finished.append((index, None))
             elif event.kind == "error":
                 self.builders.pop(index, None)
                 self.pending = [(i, b) for i, b in self.pending if i != index]
                 self.pending_segments = sum(len(b.spans) for _, b in self.pending)
+                self.in_flight = [item for item in self.in_flight if item[0] != index]
+                self.finished.append((index, event.value))
         except Exception as exc:  # noqa: BLE001 - the model failing on one file
             self.fail(index, exc)
-            return
-        if result is not None:
-            self.recorder.record(index, result, None)
-        elif event.kind == "error":
-            self.recorder.record(index, None, event.value)
+        if len(self.in_flight) >= IN_FLIGHT:
+            self._take_answers(IN_FLIGHT - 1)
+        elif self.finished:
+            self._record_finished()
         if self.batch_segments and self.pending_segments >= self.batch_segments:
             self.flush()
 
+    def _waiting(self, index: int) -> bool:
+        """Whether a batch of file ``index`` is still waiting for the networks."""
+        return (any(i == index for i, _ in self.pending)
+                or any(i == index for i, _, _ in self.in_flight))
+
+    def _take_answers(self, keep: int) -> None:
+        """Wait for the answers of the batches in flight but the last ``keep``; record
+        the files they finish."""
+        while len(self.in_flight) > keep:
+            index, batch, answer = self.in_flight.pop(0)
+            try:
+                self.builders[index].add(batch, answer())
+            except Exception as exc:  # noqa: BLE001 - the model failing on one file
+                self.fail(index, exc)
+        self._record_finished()
+
+    def _record_finished(self) -> None:
+        """Record the decoded files whose batches have all been answered, in order, up
+        to the first that still waits."""
+        while self.finished:
+            index, error = self.finished[0]
+            if error is None and self._waiting(index):
+                return
+            self.finished.pop(0)
+            result = None
+            if error is None:
+                try:
+                    result = self.builders.pop(index).finish()
+                except Exception as exc:
+                    log.debug("labelling %s failed", self.paths[index], exc_info=exc)
+                    self.failed.add(index)
+                    error = failure_reason(exc)
+            self.recorder.record(index, result, error)
+
     def flush(self) -> None:
-        """Run the gathered batches through the networks; record the files they finish."""
+        """Run the gathered batches through the networks, take the answers of those in
+        flight; record the files they finish."""
+        self._take_answers(0)
         pending, self.pending, self.pending_segments = self.pending, [], 0
         pending = [(i, b) for i, b in pending if i not in self.failed]
         answers = None
@@ -332,16 +384,7 @@ class _Networks:
                 self.builders[index].add(batch, predictions)
             except Exception as exc:  # noqa: BLE001
                 self.fail(index, exc)
-        finished, self.finished = self.finished, []
-        for index in finished:
-            if index in self.failed:
-                continue
-            try:
-                result = self.builders.pop(index).finish()
-            except Exception as exc:  # noqa: BLE001
-                self.fail(index, exc)
-            else:
-                self.recorder.record(index, result, None)
+        self._record_finished()
 
 
 def _decode_in_turn(todo: list[tuple[int, Path]], plan: InputPlan) -> Iterator[Decoded]:

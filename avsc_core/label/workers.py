@@ -110,9 +110,10 @@ class DecodeAhead:
     ``"info"``, its ``"batch"`` events, then ``"done"`` or ``"error"``, as
     :meth:`DecoderPool.run` gives them for a file it decodes in the main process.
 
-    A file is the consumer's (its ``"start"`` event) only once the one before it is
-    finished there, so a labelling run's journal names the file whose networks run,
-    not the one being read ahead (see :mod:`avsc_core.label.journal`). Use as a context
+    A file is the consumer's (its ``"start"`` event) only once the consumer has taken
+    every event of the one before it, so a labelling run's journal names the files whose
+    networks run (with ``jobs=1``: a file, and the next one while the lanes finish the
+    first), not the one being read ahead (see :mod:`avsc_core.label.journal`). Use as a context
     manager, or call :meth:`close`: the thread stops at its next event.
     """
 
