@@ -182,7 +182,8 @@ def _decode(
         yield from container.decode(stream)
         return
     codec = stream.codec_context
-    ahead: collections.deque[av.Packet] = collections.deque()
+    # Packets read ahead, each with the timestamp of the frame it gives (None: none).
+    ahead: collections.deque[tuple[av.Packet, int | None]] = collections.deque()
     behind: collections.deque[int] = collections.deque(maxlen=REORDER_WINDOW)
     packets = container.demux(stream)
     exhausted = False
@@ -198,17 +199,16 @@ def _decode(
             if packet is None:
                 exhausted = True
             else:
-                ahead.append(packet)
+                ahead.append((packet, packet.pts if _gives_a_frame(packet) else None))
         if not ahead:
             if damage is not None:
                 codec.skip_frame = "DEFAULT"
                 yield from codec.decode(None)
                 raise damage
             return
-        packet = ahead.popleft()
-        pts = packet.pts if _gives_a_frame(packet) else None
+        packet, pts = ahead.popleft()
         skip = pts is not None and skipper.skippable(
-            pts, [*behind, *(p.pts for p in ahead if _gives_a_frame(p))])
+            pts, [*behind, *(p for _, p in ahead if p is not None)])
         codec.skip_frame = "NONREF" if skip else "DEFAULT"
         skipper.decoding(pts, skip)
         if pts is not None:
