@@ -241,7 +241,8 @@ def test_the_dense_head_after_pooling_stays_fp32(int8_bundle):
 
 def test_convnext_pointwise_layers_run_as_int8_convolutions(tmp_path):
     """A ConvNeXt's Dense layers on images reach the int8 graph as quantised 1x1 Conv
-    (OpenVINO's faster int8 kernels), with the Keras model's answers."""
+    (OpenVINO's faster int8 kernels), its 7x7 depthwise convolutions stay in float, and
+    the graph gives the Keras model's answers."""
     import onnx
 
     from avsc_core.export.convert import to_onnx
@@ -258,7 +259,10 @@ def test_convnext_pointwise_layers_run_as_int8_convolutions(tmp_path):
     graph = onnx.load(str(path)).graph
     quantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = [n for n in graph.node if n.op_type == "Conv" and set(n.input) & quantised]
-    assert len(convs) >= 6  # stem, downsampling, two blocks' 7x7 and two pointwise each
+    assert len(convs) == 6  # stem, downsampling, two blocks' two pointwise each
+    grouped = [n for n in graph.node if n.op_type == "Conv" and n not in convs]
+    assert len(grouped) == 2 and all(  # the two blocks' 7x7 depthwise, in float
+        a.i > 1 for n in grouped for a in n.attribute if a.name == "group")
     assert not any(n.op_type == "MatMul" and set(n.input) & quantised for n in graph.node)
     network = runtime_module.open_network("onnx", path, {"inputs": inputs, "batch": 4},
                                           threads=1, exact=True)
