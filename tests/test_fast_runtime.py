@@ -186,7 +186,7 @@ def test_networks_side_by_side_really_overlap(exported_tiny, monkeypatch):
     monkeypatch.setattr(predictor_module, "run_frames",
                         lambda runner, x, batch: slow("frames", len(x)))
     monkeypatch.setattr(predictor, "_run_backbone",
-                        lambda name, x, visual: slow(name, len(x)))
+                        lambda name, x, visual, *runner: slow(name, len(x)))
     features = {"mel": np.zeros((2, 4, 4, 1), np.float32)}
     n_frames = exported_tiny.media.frames_per_segment
     out = predictor.backbone_outputs(features, np.zeros((2, n_frames, 8, 8, 3), np.uint8))
@@ -226,8 +226,8 @@ def test_a_lane_goes_on_to_the_next_call_without_waiting_for_the_others(exported
 
     monkeypatch.setattr(predictor_module, "run_frames", lambda runner, x, batch: timed(
         "frames", lambda: real_frames(runner, x, batch)))
-    monkeypatch.setattr(predictor, "_run_backbone", lambda name, x, visual: timed(
-        name, lambda: real_backbone(name, x, visual)))
+    monkeypatch.setattr(predictor, "_run_backbone", lambda name, x, visual, *runner: timed(
+        name, lambda: real_backbone(name, x, visual, *runner)))
     predictor._cost["aud-mel"] = 10.0  # as measured on a slow audio network
     first = predictor.submit(features, frames)
     second = predictor.submit(features, frames)
@@ -421,6 +421,32 @@ def test_decoding_ahead_keeps_the_order_and_one_row_per_file(exported_tiny, labe
         if result is not None:
             np.testing.assert_allclose(ahead_results[file].clip_probs["fused"],
                                        result.clip_probs["fused"], atol=1e-6)
+
+
+def test_a_batch_failing_in_the_lanes_costs_its_file_only(exported_tiny, label_dir,
+                                                          tmp_path):
+    """The networks fail on one file while the next file's batch is already in the
+    lanes: that file's row says why, every other row is as before, in file order."""
+    predictor = Predictor(exported_tiny, threads=2)
+    before, _ = label(label_dir, predictor, tmp_path / "before.csv")
+    submit, calls = predictor.submit, []
+
+    def failing_second(*inputs):
+        calls.append(1)
+        pending = submit(*inputs)
+        if len(calls) == 2:  # c.mp4's batch (b.mp4 gives none)
+            def broken():
+                pending()
+                raise RuntimeError("lane gave up")
+            return predictor_module._Pending(pending.futures, broken)
+        return pending
+
+    predictor.submit = failing_second
+    rows, results = label(label_dir, predictor, tmp_path / "after.csv")
+    assert [r.file for r in rows] == FILES
+    c = next(r for r in rows if r.file == "c.mp4")
+    assert not c.label and "lane gave up" in c.error and results["c.mp4"] is None
+    assert [r for r in rows if r.file != "c.mp4"] == [r for r in before if r.file != "c.mp4"]
 
 
 def test_decode_ahead_stays_one_file_ahead(exported_tiny, monkeypatch):

@@ -282,7 +282,8 @@ def drop_float_only_qdq(model: bytes, float_nodes: Collection[str] = ()) -> byte
         readers = consumers.get(dq.output[0], [])
         if (q is None or q.op_type != "QuantizeLinear" or not readers
                 or {dq.output[0], q.output[0]} & outputs
-                or any(r.op_type not in FLOAT_ONLY_OPS and r.name not in float_nodes
+                or any(r.op_type not in FLOAT_ONLY_OPS
+                       and not (r.name and r.name in float_nodes)
                        for r in readers)):
             continue
         for reader in readers:
@@ -306,7 +307,7 @@ def grouped_conv_nodes(model: bytes) -> list[str]:
     import onnx
 
     return [node.name for node in onnx.load_from_string(model).graph.node
-            if node.op_type == "Conv" and any(
+            if node.name and node.op_type == "Conv" and any(
                 a.name == "group" and onnx.helper.get_attribute_value(a) > 1
                 for a in node.attribute)]
 

@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -416,12 +416,14 @@ class Predictor:
         """Spectrogram kinds and whether frames are needed by the bundle's backbones."""
         return inputs_needed(self._feature(name) for name in self.bundle.backbone_names)
 
-    def _run_backbone(self, name: str, x: np.ndarray, visual: bool) -> dict[str, np.ndarray]:
+    def _run_backbone(self, name: str, x: np.ndarray, visual: bool,
+                      runner=None) -> dict[str, np.ndarray]:
         start = time.perf_counter()
+        runner = runner or self.backbone(name)
         if visual:
-            out = run_visual_backbone(self.backbone(name), x, self.batch[VISUAL])
+            out = run_visual_backbone(runner, x, self.batch[VISUAL])
         else:
-            out = run_audio_backbone(self.backbone(name), x, self.batch[AUDIO])
+            out = run_audio_backbone(runner, x, self.batch[AUDIO])
         self._cost[name] = time.perf_counter() - start
         return out
 
@@ -467,8 +469,9 @@ class Predictor:
                 else:
                     # One instance of a whole network serves every lane: two files' calls
                     # of it may be under way at once (see submit).
-                    with self._whole_locks[name]:  # extra: whether it is a visual one
-                        out[name] = self._run_backbone(name, x, extra)
+                    visual, runner = extra
+                    with self._whole_locks[name]:
+                        out[name] = self._run_backbone(name, x, visual, runner)
         finally:
             with self._pool_lock:
                 self._queued[lane] -= estimate
@@ -483,10 +486,10 @@ class Predictor:
 
     def _start_backbones(
         self, features: dict[str, np.ndarray] | None, frames: np.ndarray | None
-    ) -> Callable[[], dict[str, dict[str, np.ndarray]]]:
-        """Hand the backbones' work for these inputs to the lanes; return the function
-        that waits for it and gives :meth:`backbone_outputs`' answer. With one lane the
-        work is done here, before this returns."""
+    ) -> _Pending:
+        """Hand the backbones' work for these inputs to the lanes; return what waits for
+        it and gives :meth:`backbone_outputs`' answer. With one lane the work is done
+        here, before this returns."""
         jobs = []
         for name in self.bundle.backbone_names:
             feature = self._feature(name)
@@ -497,7 +500,7 @@ class Predictor:
                 jobs.append((name, features[feature], False))
         if self.lanes == 1 or not jobs:
             done = {name: self._run_backbone(name, x, visual) for name, x, visual in jobs}
-            return lambda: done
+            return _Pending([], lambda: done)
         lanes = self.lanes
         work: list[list[tuple]] = [[] for _ in range(lanes)]
         # Each lane starts with the work given to it before and not yet done, so that a
@@ -526,10 +529,10 @@ class Predictor:
         # times are known).
         for name, x, visual in sorted(
                 whole, key=lambda job: -self._cost.get(job[0], 1e3 if job[2] else 1.0)):
-            self.backbone(name)  # loaded here: loading is not thread-safe
+            runner = self.backbone(name)  # loaded here: loading is not thread-safe
             self._whole_locks.setdefault(name, threading.Lock())
             lane = int(np.argmin(load))
-            work[lane].append(("whole", name, x, visual))
+            work[lane].append(("whole", name, x, (visual, runner)))
             cost = self._cost.get(name, 1e3 if visual else 1.0)
             added[lane] += cost
             load[lane] += cost
@@ -538,8 +541,13 @@ class Predictor:
             if items:
                 with self._pool_lock:
                     self._queued[lane] += added[lane]
-                futures.append(self._lane_pool(lane).submit(
-                    self._run_lane, items, lane, added[lane]))
+                try:
+                    futures.append(self._lane_pool(lane).submit(
+                        self._run_lane, items, lane, added[lane]))
+                except BaseException:
+                    with self._pool_lock:
+                        self._queued[lane] -= added[lane]
+                    raise
 
         def collect() -> dict[str, dict[str, np.ndarray]]:
             out: dict = {}
@@ -558,14 +566,15 @@ class Predictor:
                     segments, n_frames)
             return results
 
-        return collect
+        return _Pending(futures, collect)
 
     def submit(
         self,
         features: dict[str, np.ndarray] | None,
         frames: np.ndarray | None,
-    ) -> Callable[[], SegmentPredictions]:
-        """Start :meth:`predict` and return at once the function that waits for its answer.
+    ) -> _Pending:
+        """Start :meth:`predict` and return at once what gives its answer: call it (it
+        waits for the lanes), or ask ``done()`` first whether that would wait.
 
         With several lanes, the backbones' work goes to the lanes' threads here and the
         fusion heads run in the thread that asks for the answer; with one, all of it is
@@ -575,7 +584,7 @@ class Predictor:
         Each call's answers are those :meth:`predict` gives.
         """
         pending = self._start_backbones(features, frames)
-        return lambda: self._finish(pending())
+        return _Pending(pending.futures, lambda: self._finish(pending()))
 
     def predict(
         self,
@@ -644,6 +653,21 @@ class Predictor:
         if not all(n in embeddings for n in inputs):
             return None
         return self.head(name)({n: embeddings[n] for n in inputs})
+
+
+class _Pending:
+    """Work handed to the lanes: ``done()`` says whether it is through, calling it waits
+    for the answer (and raises what the work raised)."""
+
+    def __init__(self, futures: Sequence[Future], answer: Callable[[], object]):
+        self.futures = list(futures)
+        self._answer = answer
+
+    def done(self) -> bool:
+        return all(future.done() for future in self.futures)
+
+    def __call__(self):
+        return self._answer()
 
 
 def _hide_gpus_from_tensorflow() -> None:

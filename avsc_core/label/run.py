@@ -250,7 +250,7 @@ IN_FLIGHT = 2
 class _Networks:
     """Runs the model on the decoded batches of files and records each file's row.
 
-    Batches go through the networks as they come, one file's batch at a time: each is
+    Batches go through the networks as they come, one call per batch: each is
     handed to the predictor's lanes (:meth:`Predictor.submit`) before the answer for the
     one before it is taken (:data:`IN_FLIGHT`), so that a lane through with its share of
     a file goes on to the next file's instead of waiting for the other lanes. With
@@ -270,7 +270,8 @@ class _Networks:
         self.failed: set[int] = set()  # failed here; later news of the file is moot
         self.pending: list[tuple[int, SegmentBatch]] = []
         self.pending_segments = 0
-        # Batches in the lanes, oldest first, with the function that waits for the answer.
+        # Batches in the lanes, oldest first, with what gives their answer
+        # (Predictor.submit).
         self.in_flight: list[tuple[int, SegmentBatch, Callable[[], Any]]] = []
         # Files decoded (or failed to decode: the reason) whose rows wait, in order, for
         # their batches' answers or for an earlier file's.
@@ -291,6 +292,9 @@ class _Networks:
             self.finished.append(entry)
 
     def event(self, event: Decoded) -> None:
+        # Answers the lanes are through with first: their files' rows are written (and
+        # leave the journal) before another file is taken on.
+        self._take_ready()
         index = event.index
         if index in self.failed:
             return
@@ -331,6 +335,14 @@ class _Networks:
         """Whether a batch of file ``index`` is still waiting for the networks."""
         return (any(i == index for i, _ in self.pending)
                 or any(i == index for i, _, _ in self.in_flight))
+
+    def _take_ready(self) -> None:
+        """Take the answers at the head of the batches in flight that are through."""
+        ready = 0
+        while ready < len(self.in_flight) and self.in_flight[ready][2].done():
+            ready += 1
+        if ready:
+            self._take_answers(len(self.in_flight) - ready)
 
     def _take_answers(self, keep: int) -> None:
         """Wait for the answers of the batches in flight but the last ``keep``; record

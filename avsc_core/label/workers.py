@@ -112,8 +112,9 @@ class DecodeAhead:
 
     A file is the consumer's (its ``"start"`` event) only once the consumer has taken
     every event of the one before it, so a labelling run's journal names the files whose
-    networks run (with ``jobs=1``: a file, and the next one while the lanes finish the
-    first), not the one being read ahead (see :mod:`avsc_core.label.journal`). Use as a context
+    networks run (with ``jobs=1``: a file, and the next one when it is taken on before
+    the lanes are through with the first), not the one being read ahead (see
+    :mod:`avsc_core.label.journal`). Use as a context
     manager, or call :meth:`close`: the thread stops at its next event.
     """
 
