@@ -41,6 +41,7 @@ from avsc_core.datasets import Clip
 from avsc_core.features import FeatureCache
 from avsc_core.features.prepare import prepare_clips
 from avsc_core.features.store import write_frames, write_spectrograms
+from avsc_core.inference.device import cpu_info
 
 NPY_HEADER = 128
 
@@ -274,7 +275,7 @@ def main() -> int:
                                                           "pipeline"],
                         choices=["sizes", "lookup", "prepare", "pipeline"])
     args = parser.parse_args()
-    print(f"{os.cpu_count()} cores")
+    print(cpu_info().line())
     if "sizes" in args.sections:
         sizes()
     if "lookup" in args.sections:

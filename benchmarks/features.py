@@ -130,8 +130,10 @@ def main() -> int:
     from avsc_core.features.deltas import stack_with_deltas
     from avsc_core.features.filterbanks import gammatone_filters, mel_filters
     from avsc_core.features.stft import magnitude_spectrogram
+    from avsc_core.inference.device import cpu_info
     from avsc_core.media import read_audio, sample_frames
 
+    print(cpu_info().line())
     wavs = sorted(SHARED.glob("*.wav"))
     if not wavs:
         print(f"no TAU clips in {SHARED}", file=sys.stderr)

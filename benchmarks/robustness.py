@@ -648,6 +648,9 @@ def main() -> None:
                         help="seconds one fuzz input may take")
     parser.add_argument("--only", help="run only the cases whose group or name contains this")
     args = parser.parse_args()
+    from avsc_core.inference.device import cpu_info
+
+    print(cpu_info().line())
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve() if args.model else tiny_model(work)

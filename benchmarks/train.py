@@ -196,8 +196,10 @@ def main() -> int:
         print(json.dumps(run_preset(preset, strategy, Path(data), Path(out), int(epochs))))
         return 0
 
+    from avsc_core.inference.device import cpu_info
     from avsc_core.sampledata import generate_sample_dataset
 
+    print(cpu_info().line())
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

@@ -270,6 +270,10 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
+    from avsc_core.inference.device import cpu_info
+
+    print(cpu_info().line())
+
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, not results
     with tempfile.TemporaryDirectory(prefix="avsc-trust-") as tmp:
         work = args.work or Path(tmp)

@@ -247,6 +247,45 @@ def test_a_lane_goes_on_to_the_next_call_without_waiting_for_the_others(exported
     assert predictor._queued == pytest.approx([0.0, 0.0])  # the work given out is done
 
 
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+"""
+
+
+EXTENSIONS = "vector extensions: sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16"
+INTEL = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+         "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 amx_int8\n")
+ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve\nCPU part\t: 0xd40\n"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (ZEN4, f"CPU: AMD EPYC (AuthenticAMD family 25 model 17: Zen 4), 2 cores; {EXTENSIONS}"),
+    (ZEN4.replace(": 25", ": 26", 1).replace(": 17", ": 2", 1),
+     f"CPU: AMD EPYC (AuthenticAMD family 26 model 2: Zen 5), 2 cores; {EXTENSIONS}"),
+    # A model number the table does not know: the numbers alone.
+    (ZEN4.replace(": 17", ": 250", 1),
+     f"CPU: AMD EPYC (AuthenticAMD family 25 model 250), 2 cores; {EXTENSIONS}"),
+    (INTEL, ("CPU: Intel(R) Xeon(R) Platinum 8480+ (GenuineIntel family 6 model 143: "
+             "Sapphire Rapids), 2 cores; vector extensions: avx2 amx_int8")),
+    (ARM, "CPU: 0xd40, 2 cores; vector extensions: asimd sve"),
+    ("", "CPU: unknown, 2 cores; vector extensions: none found"),
+])
+def test_the_cpu_line_tells_generations_apart(text, line):
+    # Benchmarks print it first: two hosts both called "AMD EPYC", with the same vector
+    # extensions, ran the networks at different speeds.
+    assert device_module.parse_cpuinfo(text, 2).line() == line
+
+
 def test_default_lanes_on_the_cpu(exported_tiny):
     # TFLite: one lane per core (the frames are split); Keras schedules its own work.
     assert Predictor(exported_tiny, threads=2).lanes == 2
@@ -438,7 +477,7 @@ def test_a_batch_failing_in_the_lanes_costs_its_file_only(exported_tiny, label_d
             def broken():
                 pending()
                 raise RuntimeError("lane gave up")
-            return predictor_module._Pending(pending.futures, broken)
+            return predictor_module.Pending(pending.futures, broken)
         return pending
 
     predictor.submit = failing_second

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -486,7 +487,7 @@ class Predictor:
 
     def _start_backbones(
         self, features: dict[str, np.ndarray] | None, frames: np.ndarray | None
-    ) -> _Pending:
+    ) -> Pending[dict[str, dict[str, np.ndarray]]]:
         """Hand the backbones' work for these inputs to the lanes; return what waits for
         it and gives :meth:`backbone_outputs`' answer. With one lane the work is done
         here, before this returns."""
@@ -500,7 +501,7 @@ class Predictor:
                 jobs.append((name, features[feature], False))
         if self.lanes == 1 or not jobs:
             done = {name: self._run_backbone(name, x, visual) for name, x, visual in jobs}
-            return _Pending([], lambda: done)
+            return Pending([], lambda: done)
         lanes = self.lanes
         work: list[list[tuple]] = [[] for _ in range(lanes)]
         # Each lane starts with the work given to it before and not yet done, so that a
@@ -566,13 +567,13 @@ class Predictor:
                     segments, n_frames)
             return results
 
-        return _Pending(futures, collect)
+        return Pending(futures, collect)
 
     def submit(
         self,
         features: dict[str, np.ndarray] | None,
         frames: np.ndarray | None,
-    ) -> _Pending:
+    ) -> Pending[SegmentPredictions]:
         """Start :meth:`predict` and return at once what gives its answer: call it (it
         waits for the lanes), or ask ``done()`` first whether that would wait.
 
@@ -584,7 +585,7 @@ class Predictor:
         Each call's answers are those :meth:`predict` gives.
         """
         pending = self._start_backbones(features, frames)
-        return _Pending(pending.futures, lambda: self._finish(pending()))
+        return Pending(pending.futures, lambda: self._finish(pending()))
 
     def predict(
         self,
@@ -655,18 +656,21 @@ class Predictor:
         return self.head(name)({n: embeddings[n] for n in inputs})
 
 
-class _Pending:
+T = TypeVar("T")
+
+
+class Pending(Generic[T]):
     """Work handed to the lanes: ``done()`` says whether it is through, calling it waits
     for the answer (and raises what the work raised)."""
 
-    def __init__(self, futures: Sequence[Future], answer: Callable[[], object]):
+    def __init__(self, futures: Sequence[Future], answer: Callable[[], T]):
         self.futures = list(futures)
         self._answer = answer
 
     def done(self) -> bool:
         return all(future.done() for future in self.futures)
 
-    def __call__(self):
+    def __call__(self) -> T:
         return self._answer()
 
 

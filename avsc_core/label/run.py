@@ -70,7 +70,7 @@ from avsc_core.timeline import TimelineOutputs, check_timeline_outputs, sidecar_
 if TYPE_CHECKING:
     from avsc_core.bundle import Bundle
     from avsc_core.inference.inputs import InputPlan
-    from avsc_core.inference.predictor import Predictor
+    from avsc_core.inference.predictor import Pending, Predictor, SegmentPredictions
     from avsc_core.label.ray_engine import RayPool
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class _Networks:
         self.pending_segments = 0
         # Batches in the lanes, oldest first, with what gives their answer
         # (Predictor.submit).
-        self.in_flight: list[tuple[int, SegmentBatch, Callable[[], Any]]] = []
+        self.in_flight: list[tuple[int, SegmentBatch, Pending[SegmentPredictions]]] = []
         # Files decoded (or failed to decode: the reason) whose rows wait, in order, for
         # their batches' answers or for an earlier file's.
         self.finished: list[tuple[int, str | None]] = []
