@@ -260,8 +260,6 @@ cpu family\t: 25
 model\t\t: 17
 model name\t: AMD EPYC
 """
-
-
 EXTENSIONS = "vector extensions: sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16"
 INTEL = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
          "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx2 amx_int8\n")

@@ -89,7 +89,10 @@ def usable_cores() -> int:
 
 
 def parse_cpuinfo(text: str, cores: int) -> CpuInfo:
-    """:class:`CpuInfo` from the text of /proc/cpuinfo (its first processor)."""
+    """:class:`CpuInfo` from the text of /proc/cpuinfo: the first value of each field.
+
+    The whole text is read, not only the first processor's block: Arm kernels may write
+    ``Model`` once, after the last processor."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
