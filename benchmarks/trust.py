@@ -28,7 +28,8 @@ and three it never sees (street pedestrian, public square, metro). Then prints:
    as a person would in the app's review view); ``adapt`` learns from half of them and
    scores the other half.
 
-Both sets go through ``classify``'s path (:func:`avsc_core.inference.classify_files`).
+Both sets go through ``classify``'s path
+(:func:`avsc_core.inference.pipeline.classify_files`).
 Training takes about two minutes on 2 CPU cores, the shifted domain about four; ``--work`` keeps the data and the model
 (a second run with the same folder reuses them).
 """
@@ -102,7 +103,8 @@ def calibration_table(model: Path, data: Path) -> None:
 
 def unfamiliarity_table(model: Path, work: Path) -> None:
     from avsc_core.bundle import read_manifest
-    from avsc_core.inference.classify import classify_files, load_predictor
+    from avsc_core.inference.classify import load_predictor
+    from avsc_core.inference.pipeline import classify_files
 
     manifest = read_manifest(model)
     predictor = load_predictor(model)

@@ -9,7 +9,8 @@ import pytest
 
 from avsc_core.cli.main import main
 from avsc_core.errors import AvscError
-from avsc_core.inference.classify import classify_file, classify_files, load_predictor
+from avsc_core.inference.classify import classify_file, load_predictor
+from avsc_core.inference.pipeline import classify_files
 from avsc_core.progress import Cancelled
 
 BRANCHES = {"audio", "visual", "fused"}
@@ -145,6 +146,41 @@ def test_batch_keeps_going_past_a_bad_file_and_can_be_cancelled(predictor, make_
     assert outcomes[1].ok
     with pytest.raises(Cancelled):
         classify_file(good, predictor, cancel=lambda: True)
+
+
+def test_many_files_get_each_file_alone_answers_in_order_with_progress(
+    predictor, make_media, tmp_path
+):
+    """The next file is decoded while the networks run on the one before: the answers are
+    still each file's own, in the order given, with progress for every segment."""
+    videos = [make_media(f"v{i}.mp4", seconds=s, tone_hz=300.0 + 700 * i)
+              for i, s in enumerate((2.0, 10.0, 3.0))]  # v1.mp4: 10 segments, two batches
+    sound = make_media("s.wav", seconds=3.0, video=False, audio_codec="pcm_s16le")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 2048)
+    paths = [videos[0], bad, videos[1], sound, videos[2]]
+    seen = []
+    outcomes = list(classify_files(paths, predictor, segment_seconds=1.0,
+                                   progress=seen.append))
+    assert [o.path for o in outcomes] == paths
+    assert not outcomes[1].ok and outcomes[1].error == f"{bad}: {outcomes[1].reason}"
+    for path, outcome in zip(paths, outcomes, strict=True):
+        if path == bad:
+            continue
+        alone = classify_file(path, predictor, segment_seconds=1.0)
+        got = outcome.result
+        assert got.label == alone.label and got.warnings == alone.warnings
+        np.testing.assert_array_equal(got.starts, alone.starts)
+        for branch in BRANCHES:
+            if alone.probs[branch] is None:
+                assert got.probs[branch] is None
+            else:
+                np.testing.assert_allclose(got.probs[branch], alone.probs[branch], atol=1e-6)
+        steps = [(p.done, p.total) for p in seen if p.info["file"] == str(path)]
+        assert steps == [(n, len(alone.starts)) for n in range(1, len(alone.starts) + 1)]
+    assert len(outcomes[2].result.starts) == 10
+    with pytest.raises(Cancelled):
+        list(classify_files(paths, predictor, cancel=lambda: True))
 
 
 def test_cli_prints_a_json_object_per_file_and_one_error_line_for_a_bad_one(

@@ -19,16 +19,18 @@ from avsc_core.errors import AvscError
 from avsc_core.export import FP32_TOLERANCE, export_model
 from avsc_core.export.convert import to_tflite
 from avsc_core.export.graph import backbone_graph, fold_plan, prepared_for_export
+from avsc_core.inference import decoding
 from avsc_core.inference import device as device_module
+from avsc_core.inference import pipeline as pipeline_module
 from avsc_core.inference import predictor as predictor_module
 from avsc_core.inference.backbones import OUTPUTS
 from avsc_core.inference.classify import plan_for
+from avsc_core.inference.decoding import DecodeAhead
 from avsc_core.inference.inputs import iter_input_batches
 from avsc_core.inference.predictor import Predictor, choose_runtime, runtime_device
 from avsc_core.inference.runtime import TFLiteNetwork
-from avsc_core.label import label_folder, workers
+from avsc_core.label import label_folder
 from avsc_core.label import run as label_run
-from avsc_core.label.workers import DecodeAhead
 from avsc_core.media import probe
 
 # --- the LayerNorm fold ------------------------------------------------------------------
@@ -439,11 +441,11 @@ def test_decoding_ahead_keeps_the_order_and_one_row_per_file(exported_tiny, labe
     predictor = Predictor(exported_tiny, threads=2)
     assert predictor.lanes == 2
     monkeypatch.setattr(label_run, "DECODE_AHEAD", False)
-    monkeypatch.setattr(label_run, "IN_FLIGHT", 1)
+    monkeypatch.setattr(pipeline_module, "IN_FLIGHT", 1)
     in_turn, in_turn_results = label(label_dir, predictor, tmp_path / "turn.csv",
                                      segment_seconds=1.0)  # e.mp4: two batches
     monkeypatch.setattr(label_run, "DECODE_AHEAD", True)
-    monkeypatch.setattr(label_run, "IN_FLIGHT", 2)
+    monkeypatch.setattr(pipeline_module, "IN_FLIGHT", 2)
     submitted = []
     submit = predictor.submit
     predictor.submit = lambda *inputs: submitted.append(1) or submit(*inputs)
@@ -500,7 +502,7 @@ def test_decode_ahead_stays_one_file_ahead(exported_tiny, monkeypatch):
         else:
             yield ("done", index, None)
 
-    monkeypatch.setattr(workers, "decode_file", fake_decode)
+    monkeypatch.setattr(decoding, "decode_file", fake_decode)
     files = [(i, f"file{i}") for i in range(5)]
     events = []
     with DecodeAhead(files, plan, batches_ahead=2) as ahead:

@@ -89,7 +89,8 @@ def runtime_note(runtime: str, model: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_timeline_outputs(args)
-    from avsc_core.inference.classify import classify_files, load_predictor
+    from avsc_core.inference.classify import load_predictor
+    from avsc_core.inference.pipeline import classify_files
     from avsc_core.inference.review import check_min_confidence
     from avsc_core.timeline import TimelineOutputs, sidecar_names
 

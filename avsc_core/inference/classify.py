@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from avsc_core.backbones import BRANCHES
 from avsc_core.bundle import Bundle, load_bundle
-from avsc_core.errors import AvscError, MediaError, failure_reason
+from avsc_core.errors import MediaError
 from avsc_core.inference.inputs import (
     InputPlan,
     SegmentBatch,
@@ -38,7 +38,7 @@ from avsc_core.inference.inputs import (
 from avsc_core.inference.review import review_reasons
 from avsc_core.inference.unfamiliar import file_score
 from avsc_core.media import MediaInfo, probe, segment_spans
-from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.progress import Progress, ProgressCallback
 
 if TYPE_CHECKING:
     from avsc_core.features import FeatureExtractor
@@ -380,53 +380,3 @@ def classify_file(
     predictor = load_predictor(model)
     plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
     return classify_with(path, predictor, plan, progress, cancel)
-
-
-@dataclass
-class FileOutcome:
-    """One file of :func:`classify_files`: its result, or why it failed (``error`` names
-    the file, ``reason`` does not)."""
-
-    path: Path
-    result: ClassifyResult | None = None
-    error: str | None = field(default=None)
-    reason: str | None = field(default=None)
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
-
-
-def classify_files(
-    paths: Iterable[str | Path],
-    model: Bundle | Predictor | str | Path,
-    segment_seconds: float | None = None,
-    hop_seconds: float | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: Callable[[], bool] | None = None,
-    frames_per_second: float | None = None,
-) -> Iterator[FileOutcome]:
-    """Classify several files with one loaded model, yielding each file's outcome.
-
-    A file that fails yields a :class:`FileOutcome` with ``error`` (one line naming the
-    file and the reason) and the others still run. Settings errors (a bad model, a bad
-    segment length) and :class:`Cancelled` are raised.
-    """
-    from avsc_core.features import FeatureExtractor
-
-    predictor = load_predictor(model)
-    plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
-    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
-    for path in paths:
-        try:
-            result = classify_with(path, predictor, plan, progress, cancel, extractor)
-        except Cancelled:
-            raise
-        except AvscError as exc:
-            yield FileOutcome(Path(path), error=str(exc), reason=failure_reason(exc))
-        except Exception as exc:  # a decoder or library failure on one file
-            log.debug("classifying %s failed", path, exc_info=True)
-            yield FileOutcome(Path(path), error=f"{path}: {type(exc).__name__}: {exc}",
-                              reason=failure_reason(exc))
-        else:
-            yield FileOutcome(Path(path), result=result)

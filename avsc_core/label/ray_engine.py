@@ -52,8 +52,8 @@ from avsc_core.config import FeatureConfig
 from avsc_core.errors import AvscError, failure_reason
 from avsc_core.features import FeatureExtractor
 from avsc_core.inference.classify import ResultBuilder
+from avsc_core.inference.decoding import decode_file
 from avsc_core.inference.inputs import SEGMENT_BATCH, InputPlan, SegmentBatch
-from avsc_core.label.workers import decode_file
 from avsc_core.progress import Cancelled
 
 if TYPE_CHECKING:

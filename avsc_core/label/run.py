@@ -27,20 +27,20 @@ import dataclasses
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avsc_core.blas import one_blas_thread
-from avsc_core.errors import AvscError, UsageError, failure_reason
+from avsc_core.errors import AvscError, UsageError
 from avsc_core.inference.classify import (
     ClassifyResult,
-    ResultBuilder,
     load_predictor,
     plan_for,
 )
-from avsc_core.inference.inputs import SEGMENT_BATCH, SegmentBatch
+from avsc_core.inference.decoding import DecodeAhead, decode_in_turn
+from avsc_core.inference.pipeline import Pipeline
 from avsc_core.inference.review import check_min_confidence, review_reasons, review_text
 from avsc_core.label.csv_out import LabelRow, RowAppender
 from avsc_core.label.discover import find_media_files
@@ -56,12 +56,7 @@ from avsc_core.label.params import (
 )
 from avsc_core.label.shards import Shard
 from avsc_core.label.store import LabelStore, resolve_format
-from avsc_core.label.workers import (
-    DecodeAhead,
-    Decoded,
-    DecoderPool,
-    decode_file,
-)
+from avsc_core.label.workers import DecoderPool
 from avsc_core.locks import OutputLock
 from avsc_core.outputs import check_output_file
 from avsc_core.progress import Cancelled, Progress, ProgressCallback
@@ -70,7 +65,7 @@ from avsc_core.timeline import TimelineOutputs, check_timeline_outputs, sidecar_
 if TYPE_CHECKING:
     from avsc_core.bundle import Bundle
     from avsc_core.inference.inputs import InputPlan
-    from avsc_core.inference.predictor import Pending, Predictor, SegmentPredictions
+    from avsc_core.inference.predictor import Predictor
     from avsc_core.label.ray_engine import RayPool
 
 log = logging.getLogger(__name__)
@@ -238,176 +233,9 @@ class Recorder:
 
 
 # With ``--jobs 1``, decode the next file in a thread while the networks run on the
-# current one (:class:`~avsc_core.label.workers.DecodeAhead`). False decodes each file
+# current one (:class:`~avsc_core.inference.decoding.DecodeAhead`). False decodes each file
 # only once the one before it is done (what ``benchmarks/label.py`` compares against).
 DECODE_AHEAD = True
-# Batches handed to the networks whose answers are not yet taken: 2 lets the lanes start
-# on the next file while the last of a file's networks runs (1: each file's networks
-# finish before the next file's start).
-IN_FLIGHT = 2
-
-
-class _Networks:
-    """Runs the model on the decoded batches of files and records each file's row.
-
-    Batches go through the networks as they come, one call per batch: each is
-    handed to the predictor's lanes (:meth:`Predictor.submit`) before the answer for the
-    one before it is taken (:data:`IN_FLIGHT`), so that a lane through with its share of
-    a file goes on to the next file's instead of waiting for the other lanes. With
-    ``predictor.batch_segments`` (on a GPU), batches of several files are gathered up to
-    that many segments and go through together (:meth:`Predictor.predict_many`). A file's
-    row waits until all its batches have been through.
-    """
-
-    def __init__(self, predictor: Predictor, plan: InputPlan, recorder: Recorder,
-                 paths: dict[int, Path]):
-        self.predictor = predictor
-        self.plan = plan
-        self.recorder = recorder
-        self.paths = paths
-        self.batch_segments = int(getattr(predictor, "batch_segments", 0) or 0)
-        self.builders: dict[int, ResultBuilder] = {}
-        self.failed: set[int] = set()  # failed here; later news of the file is moot
-        self.pending: list[tuple[int, SegmentBatch]] = []
-        self.pending_segments = 0
-        # Batches in the lanes, oldest first, with what gives their answer
-        # (Predictor.submit).
-        self.in_flight: list[tuple[int, SegmentBatch, Pending[SegmentPredictions]]] = []
-        # Files decoded (or failed to decode: the reason) whose rows wait, in order, for
-        # their batches' answers or for an earlier file's.
-        self.finished: list[tuple[int, str | None]] = []
-
-    def fail(self, index: int, exc: BaseException) -> None:
-        """The model failed on file ``index``: its row says why, in its turn."""
-        log.debug("labelling %s failed", self.paths[index], exc_info=exc)
-        self.builders.pop(index, None)
-        self.in_flight = [item for item in self.in_flight if item[0] != index]
-        self.failed.add(index)
-        entry = (index, failure_reason(exc))
-        for k, (i, _) in enumerate(self.finished):
-            if i == index:
-                self.finished[k] = entry
-                break
-        else:
-            self.finished.append(entry)
-
-    def event(self, event: Decoded) -> None:
-        # Answers the lanes are through with first: their files' rows are written (and
-        # leave the journal) before another file is taken on.
-        self._take_ready()
-        index = event.index
-        if index in self.failed:
-            return
-        if event.kind in ("start", "batch"):
-            # From here on this process works on the file (decodes it, or runs the model
-            # on its batches): if it dies now, the file is to blame.
-            self.recorder.begin(index)
-        try:
-            if event.kind == "info":
-                self.builders[index] = ResultBuilder(
-                    self.paths[index], event.value, self.predictor.bundle.classes, self.plan)
-            elif event.kind == "batch":
-                batch = event.value
-                if self.batch_segments:
-                    self.pending.append((index, batch))
-                    self.pending_segments += len(batch.spans)
-                else:
-                    self.in_flight.append(
-                        (index, batch, self.predictor.submit(batch.features, batch.frames)))
-            elif event.kind == "done":
-                self.finished.append((index, None))
-            elif event.kind == "error":
-                self.builders.pop(index, None)
-                self.pending = [(i, b) for i, b in self.pending if i != index]
-                self.pending_segments = sum(len(b.spans) for _, b in self.pending)
-                self.in_flight = [item for item in self.in_flight if item[0] != index]
-                self.finished.append((index, event.value))
-        except Exception as exc:  # noqa: BLE001 - the model failing on one file
-            self.fail(index, exc)
-        if len(self.in_flight) >= IN_FLIGHT:
-            self._take_answers(IN_FLIGHT - 1)
-        elif self.finished:
-            self._record_finished()
-        if self.batch_segments and self.pending_segments >= self.batch_segments:
-            self.flush()
-
-    def _waiting(self, index: int) -> bool:
-        """Whether a batch of file ``index`` is still waiting for the networks."""
-        return (any(i == index for i, _ in self.pending)
-                or any(i == index for i, _, _ in self.in_flight))
-
-    def _take_ready(self) -> None:
-        """Take the answers at the head of the batches in flight that are through."""
-        ready = 0
-        while ready < len(self.in_flight) and self.in_flight[ready][2].done():
-            ready += 1
-        if ready:
-            self._take_answers(len(self.in_flight) - ready)
-
-    def _take_answers(self, keep: int) -> None:
-        """Wait for the answers of the batches in flight but the last ``keep``; record
-        the files they finish."""
-        while len(self.in_flight) > keep:
-            index, batch, answer = self.in_flight.pop(0)
-            try:
-                self.builders[index].add(batch, answer())
-            except Exception as exc:  # noqa: BLE001 - the model failing on one file
-                self.fail(index, exc)
-        self._record_finished()
-
-    def _record_finished(self) -> None:
-        """Record the decoded files whose batches have all been answered, in order, up
-        to the first that still waits."""
-        while self.finished:
-            index, error = self.finished[0]
-            if error is None and self._waiting(index):
-                return
-            self.finished.pop(0)
-            result = None
-            if error is None:
-                try:
-                    result = self.builders.pop(index).finish()
-                except Exception as exc:
-                    log.debug("labelling %s failed", self.paths[index], exc_info=exc)
-                    self.failed.add(index)
-                    error = failure_reason(exc)
-            self.recorder.record(index, result, error)
-
-    def flush(self) -> None:
-        """Run the gathered batches through the networks, take the answers of those in
-        flight; record the files they finish."""
-        self._take_answers(0)
-        pending, self.pending, self.pending_segments = self.pending, [], 0
-        pending = [(i, b) for i, b in pending if i not in self.failed]
-        answers = None
-        if pending:
-            try:
-                answers = self.predictor.predict_many(
-                    [(b.features, b.frames) for _, b in pending])
-            except Exception:
-                log.debug("a gathered batch failed; running its files one by one",
-                          exc_info=True)
-        for k, (index, batch) in enumerate(pending):
-            if index in self.failed:
-                continue
-            try:
-                predictions = (answers[k] if answers is not None else
-                               self.predictor.predict(batch.features, batch.frames))
-                self.builders[index].add(batch, predictions)
-            except Exception as exc:  # noqa: BLE001
-                self.fail(index, exc)
-        self._record_finished()
-
-
-def _decode_in_turn(todo: list[tuple[int, Path]], plan: InputPlan) -> Iterator[Decoded]:
-    """The events of :class:`DecodeAhead`, each file decoded only when it is its turn."""
-    from avsc_core.features import FeatureExtractor
-
-    extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
-    for index, path in todo:
-        yield Decoded("start", index, None)
-        for kind, i, value in decode_file(index, path, plan, extractor, SEGMENT_BATCH):
-            yield Decoded(kind, i, value)
 
 
 def _label_in_process(
@@ -417,12 +245,12 @@ def _label_in_process(
     recorder: Recorder,
     cancel: Callable[[], bool] | None,
 ) -> None:
-    networks = _Networks(predictor, plan, recorder, dict(todo))
+    networks = Pipeline(predictor, plan, dict(todo), recorder.record, recorder.begin)
     with contextlib.ExitStack() as stack:
         if DECODE_AHEAD:
             events = stack.enter_context(DecodeAhead(todo, plan)).events(cancel)
         else:
-            events = _decode_in_turn(todo, plan)
+            events = decode_in_turn(todo, plan)
         for event in events:
             if cancel and cancel():
                 raise Cancelled()
@@ -438,7 +266,7 @@ def _label_with_decoders(
     recorder: Recorder,
     cancel: Callable[[], bool] | None,
 ) -> None:
-    networks = _Networks(predictor, plan, recorder, dict(todo))
+    networks = Pipeline(predictor, plan, dict(todo), recorder.record, recorder.begin)
     with DecoderPool(workers, plan) as pool:
         for event in pool.run(todo, cancel):
             networks.event(event)
