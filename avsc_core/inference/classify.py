@@ -325,7 +325,8 @@ def classify_with(
     cancel: Callable[[], bool] | None = None,
     extractor: FeatureExtractor | None = None,
 ) -> ClassifyResult:
-    """:func:`classify_file` with a loaded predictor and a plan (for batches of files)."""
+    """:func:`classify_file` with a loaded predictor and a plan; several files go through
+    :func:`~avsc_core.inference.pipeline.classify_files`."""
     info = probe(path)
     builder = ResultBuilder(path, info, predictor.bundle.classes, plan)
     total = len(segment_spans(info.duration, plan.media))
