@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,17 +159,20 @@ def test_many_files_get_each_file_alone_answers_in_order_with_progress(
     sound = make_media("s.wav", seconds=3.0, video=False, audio_codec="pcm_s16le")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 2048)
-    paths = [videos[0], bad, videos[1], sound, videos[2]]
+    as_given = f"{videos[0].parent}/./{videos[0].name}"  # a result names it so
+    paths = [as_given, bad, videos[1], sound, videos[2]]
     seen = []
     outcomes = list(classify_files(paths, predictor, segment_seconds=1.0,
                                    progress=seen.append))
-    assert [o.path for o in outcomes] == paths
+    assert [o.path for o in outcomes] == [Path(p) for p in paths]
+    assert outcomes[0].result.file == as_given
     assert not outcomes[1].ok and outcomes[1].error == f"{bad}: {outcomes[1].reason}"
     for path, outcome in zip(paths, outcomes, strict=True):
         if path == bad:
             continue
         alone = classify_file(path, predictor, segment_seconds=1.0)
         got = outcome.result
+        assert got.file == alone.file
         assert got.label == alone.label and got.warnings == alone.warnings
         np.testing.assert_array_equal(got.starts, alone.starts)
         for branch in BRANCHES:

@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,7 @@ class ResultBuilder:
     def __init__(self, path: str | Path, info: MediaInfo, classes: list[str], plan: InputPlan):
         self.path = path
         self.info = info
+        self._media = plan.media
         self.classes = list(classes)
         self.warnings = stream_warnings(path, info, plan)
         self._starts: list[float] = []
@@ -202,6 +204,19 @@ class ResultBuilder:
     @property
     def segments_done(self) -> int:
         return len(self._starts)
+
+    @cached_property
+    def segments_total(self) -> int:
+        """Segments the file will give (its progress' total)."""
+        return len(segment_spans(self.info.duration, self._media))
+
+    def report(self, batch: SegmentBatch, progress: ProgressCallback) -> None:
+        """``Progress("classify", n, total, {"file", "start", "end"})`` for each segment
+        of ``batch``, the batch :meth:`add` took last."""
+        first = self.segments_done - len(batch.spans) + 1
+        for n, span in enumerate(batch.spans, first):
+            progress(Progress("classify", n, self.segments_total,
+                              {"file": str(self.path), "start": span.start, "end": span.end}))
 
     def add(self, batch: SegmentBatch, predictions: SegmentPredictions) -> None:
         self._starts.extend(s.start for s in batch.spans)
@@ -329,14 +344,10 @@ def classify_with(
     :func:`~avsc_core.inference.pipeline.classify_files`."""
     info = probe(path)
     builder = ResultBuilder(path, info, predictor.bundle.classes, plan)
-    total = len(segment_spans(info.duration, plan.media))
     for batch in iter_input_batches(path, plan, info, extractor, cancel=cancel):
-        done = builder.segments_done
         builder.add(batch, predictor.predict(batch.features, batch.frames))
         if progress:
-            for n, span in enumerate(batch.spans, done + 1):
-                progress(Progress("classify", n, total, {"file": str(path), "start": span.start,
-                                                        "end": span.end}))
+            builder.report(batch, progress)
     return builder.finish()
 
 

@@ -87,7 +87,7 @@ class DecodeAhead:
     manager, or call :meth:`close`: the thread stops at its next event.
     """
 
-    def __init__(self, files: list[tuple[int, Path]], plan: InputPlan,
+    def __init__(self, files: list[tuple[int, str | Path]], plan: InputPlan,
                  batch_size: int = SEGMENT_BATCH, batches_ahead: int = BATCHES_AHEAD,
                  extractor: FeatureExtractor | None = None):
         self._events: queue.Queue = queue.Queue()
@@ -160,7 +160,7 @@ class DecodeAhead:
         self.close()
 
 
-def decode_in_turn(todo: list[tuple[int, Path]], plan: InputPlan) -> Iterator[Decoded]:
+def decode_in_turn(todo: list[tuple[int, str | Path]], plan: InputPlan) -> Iterator[Decoded]:
     """The events of :class:`DecodeAhead`, each file decoded only when it is its turn."""
     extractor = FeatureExtractor(plan.features, plan.media.sample_rate)
     for index, path in todo:

@@ -32,8 +32,7 @@ from avsc_core.inference.classify import (
 )
 from avsc_core.inference.decoding import DecodeAhead, Decoded
 from avsc_core.inference.inputs import InputPlan, SegmentBatch
-from avsc_core.media import segment_spans
-from avsc_core.progress import Cancelled, Progress, ProgressCallback
+from avsc_core.progress import Cancelled, ProgressCallback
 
 if TYPE_CHECKING:
     from avsc_core.bundle import Bundle
@@ -48,15 +47,15 @@ IN_FLIGHT = 2
 
 # Called with a file's index, its result (None when it failed) and the reason it failed.
 RecordCallback = Callable[[int, "ClassifyResult | None", "str | None"], None]
-# Called with a file's index, the batch just answered and the file's builder so far.
-AnsweredCallback = Callable[[int, SegmentBatch, ResultBuilder], None]
+# Called with the file's builder so far and the batch it has just taken.
+AnsweredCallback = Callable[[ResultBuilder, SegmentBatch], None]
 
 
 class Pipeline:
     """Runs the model on the decoded batches of files and records each file's result.
 
-    Feed it :class:`~avsc_core.inference.decoding.Decoded` events (:meth:`event`), then
-    call :meth:`flush`. Batches go through the networks as they come, one call per
+    Feed it :class:`~avsc_core.inference.decoding.Decoded` events (:meth:`run`, or
+    :meth:`event` for each, then :meth:`flush`). Batches go through the networks as they come, one call per
     batch, :data:`IN_FLIGHT` at a time. With ``predictor.batch_segments`` (on a GPU),
     batches of several files are gathered up to that many segments and go through
     together (:meth:`Predictor.predict_many`). A file is recorded once all its batches
@@ -75,10 +74,11 @@ class Pipeline:
         ``begin(index)``: from now on this process works on the file (decodes it, or runs
         the model on its batches); a labelling run's journal blames it if the process dies.
     answered : callable, optional
-        ``answered(index, batch, builder)``: the model has answered a batch of the file.
+        ``answered(builder, batch)``: the model has answered a batch of the file whose
+        :class:`~avsc_core.inference.classify.ResultBuilder` this is.
     """
 
-    def __init__(self, predictor: Predictor, plan: InputPlan, paths: dict[int, Path],
+    def __init__(self, predictor: Predictor, plan: InputPlan, paths: dict[int, str | Path],
                  record: RecordCallback, begin: Callable[[int], None] | None = None,
                  answered: AnsweredCallback | None = None):
         self.predictor = predictor
@@ -97,6 +97,24 @@ class Pipeline:
         # Files decoded (or failed to decode: the reason) whose records wait, in order,
         # for their batches' answers or for an earlier file's.
         self.finished: list[tuple[int, str | None]] = []
+
+    def run(self, events: Iterable[Decoded], cancel: Callable[[], bool] | None = None
+            ) -> Iterator[None]:
+        """Take every event, then :meth:`flush`. Yields after each event and after the
+        flush: the files recorded meanwhile can be handed on there.
+
+        Raises
+        ------
+        Cancelled
+            ``cancel()`` returned True (polled before each event).
+        """
+        for event in events:
+            if cancel is not None and cancel():
+                raise Cancelled()
+            self.event(event)
+            yield
+        self.flush()
+        yield
 
     def fail(self, index: int, exc: BaseException) -> None:
         """The model failed on file ``index``: it is recorded with the reason, in its turn."""
@@ -168,7 +186,7 @@ class Pipeline:
         builder = self.builders[index]
         builder.add(batch, predictions)
         if self._answered is not None:
-            self._answered(index, batch, builder)
+            self._answered(builder, batch)
 
     def _take_answers(self, keep: int) -> None:
         """Wait for the answers of the batches in flight but the last ``keep``; record
@@ -263,33 +281,24 @@ def classify_files(
     """
     predictor = load_predictor(model)
     plan = plan_for(predictor, segment_seconds, hop_seconds, frames_per_second)
-    todo = [(index, Path(path)) for index, path in enumerate(paths)]
+    # The paths as given: a result names its file so (``file`` in the JSON).
+    todo = list(enumerate(paths))
     files = dict(todo)
     outcomes: deque[FileOutcome] = deque()
 
     def record(index: int, result: ClassifyResult | None, reason: str | None) -> None:
-        path = files[index]
+        path = Path(files[index])
         if result is not None:
             outcomes.append(FileOutcome(path, result=result))
         else:
             outcomes.append(FileOutcome(path, error=f"{path}: {reason}", reason=reason))
 
-    def answered(index: int, batch: SegmentBatch, builder: ResultBuilder) -> None:
-        total = len(segment_spans(builder.info.duration, plan.media))
-        first = builder.segments_done - len(batch.spans) + 1
-        for n, span in enumerate(batch.spans, first):
-            progress(Progress("classify", n, total, {"file": str(files[index]),
-                                                     "start": span.start, "end": span.end}))
+    def answered(builder: ResultBuilder, batch: SegmentBatch) -> None:
+        builder.report(batch, progress)
 
     pipeline = Pipeline(predictor, plan, files, record,
-                        answered=answered if progress is not None else None)
+                        answered=None if progress is None else answered)
     with DecodeAhead(todo, plan) as ahead:
-        for event in ahead.events(cancel):
-            if cancel is not None and cancel():
-                raise Cancelled()
-            pipeline.event(event)
+        for _ in pipeline.run(ahead.events(cancel), cancel):
             while outcomes:
                 yield outcomes.popleft()
-        pipeline.flush()
-    while outcomes:
-        yield outcomes.popleft()

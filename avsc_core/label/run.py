@@ -251,11 +251,8 @@ def _label_in_process(
             events = stack.enter_context(DecodeAhead(todo, plan)).events(cancel)
         else:
             events = decode_in_turn(todo, plan)
-        for event in events:
-            if cancel and cancel():
-                raise Cancelled()
-            networks.event(event)
-        networks.flush()
+        for _ in networks.run(events, cancel):
+            pass
 
 
 def _label_with_decoders(
